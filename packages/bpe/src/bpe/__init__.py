@@ -1,0 +1,3 @@
+"""bpe: see packages/bpe/README.md."""
+
+__all__: list[str] = []

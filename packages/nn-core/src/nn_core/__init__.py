@@ -1,0 +1,3 @@
+"""nn_core: see packages/nn-core/README.md."""
+
+__all__: list[str] = []

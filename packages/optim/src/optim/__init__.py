@@ -1,0 +1,3 @@
+"""optim: see packages/optim/README.md."""
+
+__all__: list[str] = []

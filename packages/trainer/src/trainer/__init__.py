@@ -1,0 +1,3 @@
+"""trainer: see packages/trainer/README.md."""
+
+__all__: list[str] = []
