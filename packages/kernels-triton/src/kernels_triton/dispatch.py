@@ -1,0 +1,25 @@
+"""`flash_attention`: the one attention call a model needs, on any device."""
+
+from __future__ import annotations
+
+import torch
+
+from kernels_triton.flash_attention_torch import FlashAttentionTorch
+
+
+def flash_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, is_causal: bool = False
+) -> torch.Tensor:
+    """softmax(q k^T / sqrt(head_dim)) v, differentiable in q, k and v.
+
+    q: (B, H, T_q, D) or (B, T_q, D); k, v: (B, H, T_k, D) or (B, T_k, D); D in 16, 32, 64, 128;
+    float16, bfloat16 or float32. `is_causal` masks key j for query i when j > i (needs
+    T_q == T_k). Runs the Triton kernels on CUDA tensors and the tiled PyTorch reference
+    elsewhere; both save only O and the log-sum-exp for the backward pass.
+    """
+    if q.is_cuda:
+        # Imported here so that a machine without Triton can still use the CPU path.
+        from kernels_triton.flash_attention_triton import FlashAttentionTriton
+
+        return FlashAttentionTriton.apply(q, k, v, is_causal)
+    return FlashAttentionTorch.apply(q, k, v, is_causal)

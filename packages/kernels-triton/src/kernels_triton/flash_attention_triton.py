@@ -1,0 +1,781 @@
+"""FlashAttention-2 forward and backward in Triton: kernels, launchers and the autograd.Function.
+
+Four kernels, each one program per (tile, batch*head):
+
+- `_attn_fwd_kernel`: one query tile against all its key tiles with the online softmax; writes O
+  and the log-sum-exp L (natural log, float32) of every query row.
+- `_attn_bwd_delta_kernel`: D = rowsum(dO * O), the per-row correction term of the softmax
+  backward (it equals rowsum(P * dP), so no P is needed for it).
+- `_attn_bwd_dkdv_kernel`: one key tile against the query tiles that see it; recomputes P^T from
+  L and accumulates dV = P^T dO and dK = dS^T Q in registers.
+- `_attn_bwd_dq_kernel`: one query tile against its key tiles; recomputes P and accumulates
+  dQ = dS K. Splitting dQ from dK/dV costs one more recomputation of P but needs no atomics.
+
+Causal attention skips the key tiles wholly above the diagonal and pays for the mask only on the
+tiles that cross it: each kernel runs one unmasked loop over the tiles below the diagonal and one
+masked loop over the diagonal band. Sequence ends that are not a multiple of the tile are handled
+with masked loads and stores, so any length works.
+
+Exponentials are base 2 with log2(e) folded into the score scale (`qk_scale`), which saves a
+multiply per score; the L written out is converted back to the natural log.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels_triton.attention_inputs import check_attention_inputs
+
+LOG2E = math.log2(math.e)
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels
+# --------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _attn_fwd_key_loop(
+    acc,
+    row_max,
+    row_sum,
+    q,
+    k_ptrs,
+    v_ptrs,
+    stride_kt,
+    stride_vt,
+    rows,
+    offs_n,
+    key_lo,
+    key_hi,
+    n_keys,
+    qk_scale,
+    BLOCK_N: tl.constexpr,
+    MASKED: tl.constexpr,
+    CAUSAL: tl.constexpr,
+):
+    """Online-softmax update of (acc, row_max, row_sum) over key tiles [key_lo, key_hi)."""
+    for start_n in range(key_lo, key_hi, BLOCK_N):
+        start_n = tl.multiple_of(start_n, BLOCK_N)
+        cols = start_n + offs_n
+        if MASKED:
+            key_in = (cols < n_keys)[:, None]
+            k = tl.load(k_ptrs + start_n * stride_kt, mask=key_in, other=0.0)
+            v = tl.load(v_ptrs + start_n * stride_vt, mask=key_in, other=0.0)
+        else:
+            k = tl.load(k_ptrs + start_n * stride_kt)
+            v = tl.load(v_ptrs + start_n * stride_vt)
+        scores = tl.dot(q, tl.trans(k)) * qk_scale  # (BLOCK_M, BLOCK_N), log2 units
+        if MASKED:
+            keep = cols[None, :] < n_keys
+            if CAUSAL:
+                keep = keep & (rows[:, None] >= cols[None, :])
+            scores = tl.where(keep, scores, -float("inf"))
+        # Every row has a visible key in the first tile it meets (key 0, or its own diagonal key),
+        # so new_max is finite from then on and exp2 never sees inf - inf.
+        new_max = tl.maximum(row_max, tl.max(scores, 1))
+        probs = tl.math.exp2(scores - new_max[:, None])  # unnormalised P~
+        rescale = tl.math.exp2(row_max - new_max)  # 0 on the first tile (row_max = -inf)
+        row_sum = row_sum * rescale + tl.sum(probs, 1)
+        acc = acc * rescale[:, None]
+        acc = tl.dot(probs.to(v.dtype), v, acc)
+        row_max = new_max
+    return acc, row_max, row_sum
+
+
+@triton.jit(do_not_specialize=["SEQ_BUCKET"])
+def _attn_fwd_kernel(
+    Q,
+    K,
+    V,
+    O,
+    LSE,
+    stride_qb,
+    stride_qh,
+    stride_qt,
+    stride_qd,
+    stride_kb,
+    stride_kh,
+    stride_kt,
+    stride_kd,
+    stride_vb,
+    stride_vh,
+    stride_vt,
+    stride_vd,
+    stride_ob,
+    stride_oh,
+    stride_ot,
+    stride_od,
+    n_heads,
+    n_queries,
+    n_keys,
+    qk_scale,
+    SEQ_BUCKET,  # autotuning key only: tiles that suit 512 tokens may not suit 32K
+    HEAD_DIM: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    tile_m = tl.program_id(0)
+    if CAUSAL:  # the last query tiles see the most keys: start them first to shorten the tail
+        tile_m = tl.num_programs(0) - 1 - tile_m
+    bh = tl.program_id(1).to(tl.int64)
+    batch, head = bh // n_heads, bh % n_heads
+    Q += batch * stride_qb + head * stride_qh
+    K += batch * stride_kb + head * stride_kh
+    V += batch * stride_vb + head * stride_vh
+    O += batch * stride_ob + head * stride_oh
+    LSE += bh * n_queries
+
+    start_m = tile_m * BLOCK_M
+    rows = start_m + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    row_in = rows < n_queries
+    q = tl.load(
+        Q + rows[:, None] * stride_qt + offs_d[None, :] * stride_qd, mask=row_in[:, None], other=0.0
+    )
+    k_ptrs = K + offs_n[:, None] * stride_kt + offs_d[None, :] * stride_kd
+    v_ptrs = V + offs_n[:, None] * stride_vt + offs_d[None, :] * stride_vd
+
+    row_max = tl.full([BLOCK_M], -float("inf"), dtype=tl.float32)
+    row_sum = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    if CAUSAL:
+        # Key tiles left of this query tile are fully visible; the band [start_m, start_m+BLOCK_M)
+        # crosses the diagonal; everything right of it is masked and never loaded.
+        acc, row_max, row_sum = _attn_fwd_key_loop(
+            acc, row_max, row_sum, q, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
+            0, start_m, n_keys, qk_scale, BLOCK_N, False, CAUSAL,
+        )  # fmt: skip
+        acc, row_max, row_sum = _attn_fwd_key_loop(
+            acc, row_max, row_sum, q, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
+            start_m, tl.minimum(start_m + BLOCK_M, n_keys), n_keys, qk_scale, BLOCK_N, True, CAUSAL,
+        )  # fmt: skip
+    else:
+        full_end = (n_keys // BLOCK_N) * BLOCK_N
+        acc, row_max, row_sum = _attn_fwd_key_loop(
+            acc, row_max, row_sum, q, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
+            0, full_end, n_keys, qk_scale, BLOCK_N, False, CAUSAL,
+        )  # fmt: skip
+        if full_end < n_keys:  # a last, partial key tile
+            acc, row_max, row_sum = _attn_fwd_key_loop(
+                acc, row_max, row_sum, q, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
+                full_end, n_keys, n_keys, qk_scale, BLOCK_N, True, CAUSAL,
+            )  # fmt: skip
+
+    acc = acc / row_sum[:, None]
+    # row_max is in log2 units of the scaled scores: L = ln(sum_j exp(s_j)) = (m + log2 l) * ln 2.
+    lse = (row_max + tl.math.log2(row_sum)) / 1.4426950408889634
+    tl.store(LSE + rows, lse, mask=row_in)
+    tl.store(
+        O + rows[:, None] * stride_ot + offs_d[None, :] * stride_od,
+        acc.to(O.dtype.element_ty),
+        mask=row_in[:, None],
+    )
+
+
+@triton.jit
+def _attn_bwd_delta_kernel(
+    O,
+    DO,
+    DELTA,
+    stride_ob,
+    stride_oh,
+    stride_ot,
+    stride_od,
+    stride_dob,
+    stride_doh,
+    stride_dot,
+    stride_dod,
+    n_heads,
+    n_queries,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+):
+    bh = tl.program_id(1).to(tl.int64)
+    batch, head = bh // n_heads, bh % n_heads
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    row_in = (rows < n_queries)[:, None]
+    o_ptrs = O + batch * stride_ob + head * stride_oh
+    do_ptrs = DO + batch * stride_dob + head * stride_doh
+    o = tl.load(o_ptrs + rows[:, None] * stride_ot + offs_d[None, :] * stride_od, mask=row_in)
+    do = tl.load(do_ptrs + rows[:, None] * stride_dot + offs_d[None, :] * stride_dod, mask=row_in)
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)
+    tl.store(DELTA + bh * n_queries + rows, delta, mask=rows < n_queries)
+
+
+@triton.jit
+def _attn_bwd_dkdv_query_loop(
+    dk,
+    dv,
+    k,
+    v,
+    q_ptrs,
+    do_ptrs,
+    LSE,
+    DELTA,
+    stride_qt,
+    stride_dot,
+    cols,
+    offs_m,
+    query_lo,
+    query_hi,
+    n_queries,
+    qk_scale,
+    BLOCK_M: tl.constexpr,
+    MASKED: tl.constexpr,
+):
+    """Accumulate dK (unscaled) and dV of one key tile over query tiles [query_lo, query_hi)."""
+    for start_m in range(query_lo, query_hi, BLOCK_M):
+        start_m = tl.multiple_of(start_m, BLOCK_M)
+        rows = start_m + offs_m
+        row_in = rows < n_queries
+        q = tl.load(q_ptrs + start_m * stride_qt, mask=row_in[:, None], other=0.0)
+        do = tl.load(do_ptrs + start_m * stride_dot, mask=row_in[:, None], other=0.0)
+        # Padding rows get L = +inf, so their recomputed probabilities are exactly 0.
+        lse2 = tl.load(LSE + rows, mask=row_in, other=float("inf")) * 1.4426950408889634
+        delta = tl.load(DELTA + rows, mask=row_in, other=0.0)
+        scores_t = tl.dot(k, tl.trans(q)) * qk_scale  # S^T, (BLOCK_N, BLOCK_M), log2 units
+        probs_t = tl.math.exp2(scores_t - lse2[None, :])  # P^T recomputed from L
+        if MASKED:  # causal diagonal band: query i sees key j only when j <= i
+            probs_t = tl.where(rows[None, :] >= cols[:, None], probs_t, 0.0)
+        dv = tl.dot(probs_t.to(do.dtype), do, dv)  # dV += P^T dO
+        dprobs_t = tl.dot(v, tl.trans(do))  # dP^T = V dO^T
+        dscores_t = probs_t * (dprobs_t - delta[None, :])  # dS^T = P^T * (dP^T - D)
+        dk = tl.dot(dscores_t.to(q.dtype), q, dk)  # dK += dS^T Q (scaled by the caller)
+    return dk, dv
+
+
+@triton.jit(do_not_specialize=["SEQ_BUCKET"])
+def _attn_bwd_dkdv_kernel(
+    Q,
+    K,
+    V,
+    DO,
+    LSE,
+    DELTA,
+    DK,
+    DV,
+    stride_qb,
+    stride_qh,
+    stride_qt,
+    stride_qd,
+    stride_kb,
+    stride_kh,
+    stride_kt,
+    stride_kd,
+    stride_vb,
+    stride_vh,
+    stride_vt,
+    stride_vd,
+    stride_dob,
+    stride_doh,
+    stride_dot,
+    stride_dod,
+    stride_dkb,
+    stride_dkh,
+    stride_dkt,
+    stride_dkd,
+    stride_dvb,
+    stride_dvh,
+    stride_dvt,
+    stride_dvd,
+    n_heads,
+    n_queries,
+    n_keys,
+    qk_scale,
+    sm_scale,
+    SEQ_BUCKET,
+    HEAD_DIM: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    bh = tl.program_id(1).to(tl.int64)
+    batch, head = bh // n_heads, bh % n_heads
+    start_n = tl.program_id(0) * BLOCK_N  # causal: low key tiles have the most queries, go first
+    cols = start_n + tl.arange(0, BLOCK_N)
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    col_in = (cols < n_keys)[:, None]
+    K += batch * stride_kb + head * stride_kh
+    V += batch * stride_vb + head * stride_vh
+    k = tl.load(K + cols[:, None] * stride_kt + offs_d[None, :] * stride_kd, mask=col_in, other=0.0)
+    v = tl.load(V + cols[:, None] * stride_vt + offs_d[None, :] * stride_vd, mask=col_in, other=0.0)
+    q_ptrs = Q + batch * stride_qb + head * stride_qh
+    q_ptrs += offs_m[:, None] * stride_qt + offs_d[None, :] * stride_qd
+    do_ptrs = DO + batch * stride_dob + head * stride_doh
+    do_ptrs += offs_m[:, None] * stride_dot + offs_d[None, :] * stride_dod
+    LSE += bh * n_queries
+    DELTA += bh * n_queries
+
+    dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    if CAUSAL:
+        # Queries before start_n see none of these keys. Queries in [start_n, start_n + BLOCK_N)
+        # cross the diagonal (BLOCK_N is a multiple of BLOCK_M); later queries see all of them.
+        band_end = tl.minimum(start_n + BLOCK_N, n_queries)
+        dk, dv = _attn_bwd_dkdv_query_loop(
+            dk, dv, k, v, q_ptrs, do_ptrs, LSE, DELTA, stride_qt, stride_dot, cols, offs_m,
+            start_n, band_end, n_queries, qk_scale, BLOCK_M, True,
+        )  # fmt: skip
+        dk, dv = _attn_bwd_dkdv_query_loop(
+            dk, dv, k, v, q_ptrs, do_ptrs, LSE, DELTA, stride_qt, stride_dot, cols, offs_m,
+            band_end, n_queries, n_queries, qk_scale, BLOCK_M, False,
+        )  # fmt: skip
+    else:
+        dk, dv = _attn_bwd_dkdv_query_loop(
+            dk, dv, k, v, q_ptrs, do_ptrs, LSE, DELTA, stride_qt, stride_dot, cols, offs_m,
+            0, n_queries, n_queries, qk_scale, BLOCK_M, False,
+        )  # fmt: skip
+
+    dk *= sm_scale  # dK = dS^T Q / sqrt(d)
+    DK += batch * stride_dkb + head * stride_dkh
+    DV += batch * stride_dvb + head * stride_dvh
+    tl.store(
+        DK + cols[:, None] * stride_dkt + offs_d[None, :] * stride_dkd,
+        dk.to(DK.dtype.element_ty),
+        mask=col_in,
+    )
+    tl.store(
+        DV + cols[:, None] * stride_dvt + offs_d[None, :] * stride_dvd,
+        dv.to(DV.dtype.element_ty),
+        mask=col_in,
+    )
+
+
+@triton.jit
+def _attn_bwd_dq_key_loop(
+    dq,
+    q,
+    do,
+    lse2,
+    delta,
+    k_ptrs,
+    v_ptrs,
+    stride_kt,
+    stride_vt,
+    rows,
+    offs_n,
+    key_lo,
+    key_hi,
+    n_keys,
+    qk_scale,
+    BLOCK_N: tl.constexpr,
+    MASKED: tl.constexpr,
+    CAUSAL: tl.constexpr,
+):
+    """Accumulate dQ (unscaled) of one query tile over key tiles [key_lo, key_hi)."""
+    for start_n in range(key_lo, key_hi, BLOCK_N):
+        start_n = tl.multiple_of(start_n, BLOCK_N)
+        cols = start_n + offs_n
+        if MASKED:
+            key_in = (cols < n_keys)[:, None]
+            k = tl.load(k_ptrs + start_n * stride_kt, mask=key_in, other=0.0)
+            v = tl.load(v_ptrs + start_n * stride_vt, mask=key_in, other=0.0)
+        else:
+            k = tl.load(k_ptrs + start_n * stride_kt)
+            v = tl.load(v_ptrs + start_n * stride_vt)
+        scores = tl.dot(q, tl.trans(k)) * qk_scale  # (BLOCK_M, BLOCK_N), log2 units
+        probs = tl.math.exp2(scores - lse2[:, None])  # P recomputed from L
+        if MASKED:
+            keep = cols[None, :] < n_keys
+            if CAUSAL:
+                keep = keep & (rows[:, None] >= cols[None, :])
+            probs = tl.where(keep, probs, 0.0)
+        dprobs = tl.dot(do, tl.trans(v))  # dP = dO V^T
+        dscores = probs * (dprobs - delta[:, None])  # dS = P * (dP - D)
+        dq = tl.dot(dscores.to(k.dtype), k, dq)  # dQ += dS K (scaled by the caller)
+    return dq
+
+
+@triton.jit(do_not_specialize=["SEQ_BUCKET"])
+def _attn_bwd_dq_kernel(
+    Q,
+    K,
+    V,
+    DO,
+    LSE,
+    DELTA,
+    DQ,
+    stride_qb,
+    stride_qh,
+    stride_qt,
+    stride_qd,
+    stride_kb,
+    stride_kh,
+    stride_kt,
+    stride_kd,
+    stride_vb,
+    stride_vh,
+    stride_vt,
+    stride_vd,
+    stride_dob,
+    stride_doh,
+    stride_dot,
+    stride_dod,
+    stride_dqb,
+    stride_dqh,
+    stride_dqt,
+    stride_dqd,
+    n_heads,
+    n_queries,
+    n_keys,
+    qk_scale,
+    sm_scale,
+    SEQ_BUCKET,
+    HEAD_DIM: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    tile_m = tl.program_id(0)
+    if CAUSAL:  # the last query tiles see the most keys: start them first
+        tile_m = tl.num_programs(0) - 1 - tile_m
+    bh = tl.program_id(1).to(tl.int64)
+    batch, head = bh // n_heads, bh % n_heads
+    start_m = tile_m * BLOCK_M
+    rows = start_m + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    row_in = rows < n_queries
+    Q += batch * stride_qb + head * stride_qh
+    DO += batch * stride_dob + head * stride_doh
+    q = tl.load(
+        Q + rows[:, None] * stride_qt + offs_d[None, :] * stride_qd, mask=row_in[:, None], other=0.0
+    )
+    do = tl.load(
+        DO + rows[:, None] * stride_dot + offs_d[None, :] * stride_dod,
+        mask=row_in[:, None],
+        other=0.0,
+    )
+    lse2 = (
+        tl.load(LSE + bh * n_queries + rows, mask=row_in, other=float("inf")) * 1.4426950408889634
+    )
+    delta = tl.load(DELTA + bh * n_queries + rows, mask=row_in, other=0.0)
+    k_ptrs = K + batch * stride_kb + head * stride_kh
+    k_ptrs += offs_n[:, None] * stride_kt + offs_d[None, :] * stride_kd
+    v_ptrs = V + batch * stride_vb + head * stride_vh
+    v_ptrs += offs_n[:, None] * stride_vt + offs_d[None, :] * stride_vd
+
+    dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    if CAUSAL:
+        dq = _attn_bwd_dq_key_loop(
+            dq, q, do, lse2, delta, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
+            0, start_m, n_keys, qk_scale, BLOCK_N, False, CAUSAL,
+        )  # fmt: skip
+        dq = _attn_bwd_dq_key_loop(
+            dq, q, do, lse2, delta, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
+            start_m, tl.minimum(start_m + BLOCK_M, n_keys), n_keys, qk_scale, BLOCK_N, True, CAUSAL,
+        )  # fmt: skip
+    else:
+        full_end = (n_keys // BLOCK_N) * BLOCK_N
+        dq = _attn_bwd_dq_key_loop(
+            dq, q, do, lse2, delta, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
+            0, full_end, n_keys, qk_scale, BLOCK_N, False, CAUSAL,
+        )  # fmt: skip
+        if full_end < n_keys:
+            dq = _attn_bwd_dq_key_loop(
+                dq, q, do, lse2, delta, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
+                full_end, n_keys, n_keys, qk_scale, BLOCK_N, True, CAUSAL,
+            )  # fmt: skip
+
+    dq *= sm_scale  # dQ = dS K / sqrt(d)
+    DQ += batch * stride_dqb + head * stride_dqh
+    tl.store(
+        DQ + rows[:, None] * stride_dqt + offs_d[None, :] * stride_dqd,
+        dq.to(DQ.dtype.element_ty),
+        mask=row_in[:, None],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Tile configurations and autotuning
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """One launch shape: tile sides, warps per program and software-pipelining depth."""
+
+    block_m: int
+    block_n: int
+    num_warps: int = 4
+    num_stages: int = 1
+
+    def kwargs(self) -> dict:
+        return dict(
+            BLOCK_M=self.block_m,
+            BLOCK_N=self.block_n,
+            num_warps=self.num_warps,
+            num_stages=self.num_stages,
+        )
+
+
+@dataclass(frozen=True)
+class FlashConfig:
+    """Explicit tiles for all three kernels (the autotuner picks them when this is not given).
+
+    Needs fwd.block_m % fwd.block_n == 0, dkdv.block_n % dkdv.block_m == 0 and
+    dq.block_m % dq.block_n == 0: the causal diagonal band of a tile is a whole number of the
+    other side's tiles.
+    """
+
+    fwd: TileConfig
+    dkdv: TileConfig
+    dq: TileConfig
+
+    def check(self) -> None:
+        for name, tile in (("fwd", self.fwd), ("dkdv", self.dkdv), ("dq", self.dq)):
+            if tile.block_m < 16 or tile.block_n < 16:
+                raise ValueError(f"{name} tiles must be at least 16 x 16, got {tile}")
+        if self.fwd.block_m % self.fwd.block_n:
+            raise ValueError(f"fwd.block_m must be a multiple of fwd.block_n, got {self.fwd}")
+        if self.dkdv.block_n % self.dkdv.block_m:
+            raise ValueError(f"dkdv.block_n must be a multiple of dkdv.block_m, got {self.dkdv}")
+        if self.dq.block_m % self.dq.block_n:
+            raise ValueError(f"dq.block_m must be a multiple of dq.block_n, got {self.dq}")
+
+
+# Small tiles for the CPU interpreter: several tiles per sequence even at seq <= 128, and the
+# unequal sides exercise the band logic the way the GPU's 128 x 64 tiles do.
+INTERPRETER_CONFIG = FlashConfig(
+    fwd=TileConfig(32, 16), dkdv=TileConfig(16, 32), dq=TileConfig(32, 16)
+)
+
+
+def _configs(pairs, warps, stages):
+    return [
+        triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s)
+        for m, n in pairs
+        for w in warps
+        for s in stages
+    ]
+
+
+# A small space: every config costs a compile (~1-2 s) the first time a (head_dim, dtype) is seen.
+_FWD_CONFIGS = _configs([(128, 64), (128, 128), (64, 64)], [4, 8], [3])
+_DKDV_CONFIGS = _configs([(32, 128), (64, 128), (32, 64)], [4, 8], [3])
+_DQ_CONFIGS = _configs([(128, 32), (128, 64), (64, 32)], [4, 8], [3])
+
+
+def _shared_memory_bytes(config: triton.Config, head_dim: int, elem_bytes: int) -> int:
+    """Rough shared memory of a config: the resident tile plus num_stages copies of two
+    streamed tiles (K and V, or Q and dO)."""
+    m, n = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"]
+    resident, streamed = max(m, n), min(m, n)
+    return (resident + 2 * streamed * max(config.num_stages, 1)) * head_dim * elem_bytes
+
+
+def _prune(configs, named_args, **kwargs):
+    """Drop configs whose tiles cannot fit in shared memory for this head_dim and dtype."""
+    head_dim = kwargs.get("HEAD_DIM", named_args.get("HEAD_DIM"))
+    elem_bytes = named_args["Q"].element_size()
+    limit = 200 * 1024  # H100: 227 KB per block; leave room for the compiler's own buffers
+    kept = [c for c in configs if _shared_memory_bytes(c, head_dim, elem_bytes) <= limit]
+    if elem_bytes == 4:  # float32 tiles are twice the bytes: keep the smaller ones
+        kept = [c for c in kept if c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] <= 128 * 64] or kept
+    return kept or configs[-1:]
+
+
+_TUNE_KEY = ["HEAD_DIM", "CAUSAL", "SEQ_BUCKET"]  # the autotuner adds the tensors' dtypes
+_PRUNE = {"early_config_prune": _prune}
+_fwd_tuned = triton.autotune(
+    _FWD_CONFIGS, key=_TUNE_KEY, prune_configs_by=_PRUNE, cache_results=True
+)(_attn_fwd_kernel)
+_dkdv_tuned = triton.autotune(
+    _DKDV_CONFIGS, key=_TUNE_KEY, prune_configs_by=_PRUNE, cache_results=True
+)(_attn_bwd_dkdv_kernel)
+_dq_tuned = triton.autotune(
+    _DQ_CONFIGS, key=_TUNE_KEY, prune_configs_by=_PRUNE, cache_results=True
+)(_attn_bwd_dq_kernel)
+
+
+def _seq_bucket(n_queries: int, n_keys: int) -> int:
+    """0 for short sequences (few tiles: smaller ones fill the GPU better), 1 for long ones."""
+    return int(max(n_queries, n_keys) > 2048)
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+# --------------------------------------------------------------------------------------------
+# Launchers
+# --------------------------------------------------------------------------------------------
+
+
+def _as_4d(t: torch.Tensor) -> torch.Tensor:
+    """(B, T, D) -> (B, 1, T, D) view; the kernels want unit stride along head_dim."""
+    if t.dim() == 3:
+        t = t.unsqueeze(1)
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def _check_buffer(name, buffer, shape, dtype, device) -> None:
+    if buffer.shape != shape or buffer.dtype != dtype or buffer.device != device:
+        raise ValueError(
+            f"{name} must be a {dtype} tensor of shape {tuple(shape)} on {device}, got "
+            f"{buffer.dtype} {tuple(buffer.shape)} on {buffer.device}"
+        )
+    if not buffer.is_contiguous():
+        raise ValueError(f"{name} must be contiguous")
+
+
+def _strides(t: torch.Tensor) -> tuple[int, int, int, int]:
+    return t.stride(0), t.stride(1), t.stride(2), t.stride(3)
+
+
+def flash_attention_triton_forward(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    is_causal: bool = False,
+    config: FlashConfig | None = None,
+    out: torch.Tensor | None = None,
+    lse: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the forward kernel. Returns (O like q, L float32 of shape q.shape[:-1]).
+
+    `config` fixes the tiles; by default the autotuner picks them (on the GPU) or
+    INTERPRETER_CONFIG is used (under TRITON_INTERPRET=1). `out` and `lse` may be given as
+    contiguous buffers to write into (the tests poison them to prove every element is written).
+    """
+    check_attention_inputs(q, k, v, is_causal)
+    q4, k4, v4 = _as_4d(q), _as_4d(k), _as_4d(v)
+    batch, n_heads, n_queries, head_dim = q4.shape
+    n_keys = k4.shape[2]
+    if out is None:
+        out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    if lse is None:
+        lse = torch.empty(q.shape[:-1], dtype=torch.float32, device=q.device)
+    _check_buffer("out", out, q.shape, q.dtype, q.device)
+    _check_buffer("lse", lse, q.shape[:-1], torch.float32, q.device)
+    out_buffer, lse_buffer = out, lse
+    out = out.view(batch, n_heads, n_queries, head_dim)  # (B, H, T_q, D)
+    lse = lse.view(batch, n_heads, n_queries)  # (B, H, T_q)
+    sm_scale = head_dim**-0.5
+    args = (
+        q4, k4, v4, out, lse,
+        *_strides(q4), *_strides(k4), *_strides(v4), *_strides(out),
+        n_heads, n_queries, n_keys, sm_scale * LOG2E, _seq_bucket(n_queries, n_keys),
+    )  # fmt: skip
+    if config is None and _interpreting():
+        config = INTERPRETER_CONFIG
+    if config is None:
+
+        def grid(meta):
+            return (triton.cdiv(n_queries, meta["BLOCK_M"]), batch * n_heads)
+
+        _fwd_tuned[grid](*args, HEAD_DIM=head_dim, CAUSAL=is_causal)
+    else:
+        config.check()
+        grid = (triton.cdiv(n_queries, config.fwd.block_m), batch * n_heads)
+        _attn_fwd_kernel[grid](*args, HEAD_DIM=head_dim, CAUSAL=is_causal, **config.fwd.kwargs())
+    return out_buffer, lse_buffer
+
+
+def flash_attention_triton_backward(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    grad_out: torch.Tensor,
+    is_causal: bool = False,
+    config: FlashConfig | None = None,
+    grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run the backward kernels (D preprocess, dK/dV, dQ). Returns (dQ, dK, dV) like q, k, v.
+
+    `grads` may give contiguous (dQ, dK, dV) buffers to write into.
+    """
+    q4, k4, v4, o4, do4 = (_as_4d(t) for t in (q, k, v, out, grad_out.to(q.dtype)))
+    batch, n_heads, n_queries, head_dim = q4.shape
+    n_keys = k4.shape[2]
+    lse = lse.reshape(batch, n_heads, n_queries).contiguous()
+    delta = torch.empty_like(lse)
+    if grads is None:
+        grads = tuple(torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v))
+    for name, buffer, like in zip(("dq", "dk", "dv"), grads, (q, k, v)):
+        _check_buffer(name, buffer, like.shape, like.dtype, like.device)
+    dq, dk, dv = (g.view(t.shape) for g, t in zip(grads, (q4, k4, v4)))  # (B, H, T, D) views
+    sm_scale = head_dim**-0.5
+
+    delta_block = 64
+    _attn_bwd_delta_kernel[(triton.cdiv(n_queries, delta_block), batch * n_heads)](
+        o4, do4, delta, *_strides(o4), *_strides(do4), n_heads, n_queries,
+        HEAD_DIM=head_dim, BLOCK_M=delta_block,
+    )  # fmt: skip
+
+    common = (
+        n_heads,
+        n_queries,
+        n_keys,
+        sm_scale * LOG2E,
+        sm_scale,
+        _seq_bucket(n_queries, n_keys),
+    )
+    dkdv_args = (
+        q4, k4, v4, do4, lse, delta, dk, dv,
+        *_strides(q4), *_strides(k4), *_strides(v4), *_strides(do4), *_strides(dk), *_strides(dv),
+        *common,
+    )  # fmt: skip
+    dq_args = (
+        q4, k4, v4, do4, lse, delta, dq,
+        *_strides(q4), *_strides(k4), *_strides(v4), *_strides(do4), *_strides(dq),
+        *common,
+    )  # fmt: skip
+    if config is None and _interpreting():
+        config = INTERPRETER_CONFIG
+    if config is None:
+
+        def dkdv_grid(meta):
+            return (triton.cdiv(n_keys, meta["BLOCK_N"]), batch * n_heads)
+
+        def dq_grid(meta):
+            return (triton.cdiv(n_queries, meta["BLOCK_M"]), batch * n_heads)
+
+        _dkdv_tuned[dkdv_grid](*dkdv_args, HEAD_DIM=head_dim, CAUSAL=is_causal)
+        _dq_tuned[dq_grid](*dq_args, HEAD_DIM=head_dim, CAUSAL=is_causal)
+    else:
+        config.check()
+        dkdv_grid = (triton.cdiv(n_keys, config.dkdv.block_n), batch * n_heads)
+        _attn_bwd_dkdv_kernel[dkdv_grid](
+            *dkdv_args, HEAD_DIM=head_dim, CAUSAL=is_causal, **config.dkdv.kwargs()
+        )
+        dq_grid = (triton.cdiv(n_queries, config.dq.block_m), batch * n_heads)
+        _attn_bwd_dq_kernel[dq_grid](
+            *dq_args, HEAD_DIM=head_dim, CAUSAL=is_causal, **config.dq.kwargs()
+        )
+    return grads
+
+
+class FlashAttentionTriton(torch.autograd.Function):
+    """FlashAttention-2 with Triton forward and backward kernels.
+
+    `FlashAttentionTriton.apply(q, k, v, is_causal)` with q, k, v of shape (B, H, T, D) or
+    (B, T, D) on a CUDA device (or on the CPU under TRITON_INTERPRET=1, slowly). Saves L
+    (float32, q.shape[:-1]), q, k, v and O for the backward pass.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, is_causal=False):
+        out, lse = flash_attention_triton_forward(q, k, v, is_causal)
+        ctx.save_for_backward(lse, q, k, v, out)
+        ctx.is_causal = is_causal
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        lse, q, k, v, out = ctx.saved_tensors
+        dq, dk, dv = flash_attention_triton_backward(q, k, v, out, lse, grad_out, ctx.is_causal)
+        return dq, dk, dv, None

@@ -1,0 +1,140 @@
+"""The Triton kernels at small sizes against a float64 reference.
+
+Without CUDA they run in Triton's CPU interpreter (conftest.py sets TRITON_INTERPRET=1); with CUDA
+the same tests run compiled. Explicit small tiles make every sequence span several tiles, and no
+length here is a multiple of a tile.
+"""
+
+import pytest
+import torch
+
+from kernels_triton import FlashAttentionTorch, FlashAttentionTriton
+from kernels_triton.flash_attention_triton import (
+    INTERPRETER_CONFIG,
+    FlashConfig,
+    TileConfig,
+    flash_attention_triton_backward,
+    flash_attention_triton_forward,
+)
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# The interpreter multiplies in float32 (NumPy); on the GPU a float32 tl.dot runs in TF32.
+FP32_TOL = 1e-5 if DEVICE == "cpu" else 5e-3
+
+CONFIGS = {
+    "interp": INTERPRETER_CONFIG,  # fwd 32x16, dkdv 16x32, dq 32x16
+    "square16": FlashConfig(TileConfig(16, 16), TileConfig(16, 16), TileConfig(16, 16)),
+    "wide": FlashConfig(TileConfig(64, 32), TileConfig(32, 64), TileConfig(64, 16)),
+}
+# (B, H, T_q, T_k, D)
+SHAPES = [(2, 3, 77, 77, 32), (1, 2, 100, 45, 16), (1, 1, 128, 128, 64), (2, 1, 33, 97, 128)]
+CASES = [(s, causal) for s in SHAPES for causal in (False, True) if not causal or s[2] == s[3]]
+
+
+def _inputs(shape, dtype=torch.float32, seed=0):
+    batch, heads, n_q, n_k, dim = shape
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(batch, heads, n_q, dim, generator=gen)
+    k = torch.randn(batch, heads, n_k, dim, generator=gen)
+    v = torch.randn(batch, heads, n_k, dim, generator=gen)
+    grad_out = torch.randn(batch, heads, n_q, dim, generator=gen)
+    return tuple(t.to(device=DEVICE, dtype=dtype) for t in (q, k, v, grad_out))
+
+
+def _poisoned_like(t, dtype=None):
+    return torch.full_like(t, float("nan"), dtype=dtype or t.dtype)
+
+
+@pytest.mark.parametrize("shape, is_causal", CASES)
+@pytest.mark.parametrize("config_name", ["interp", "wide"])
+def test_kernels_match_float64_reference(shape, is_causal, config_name, attention_ref, rel_err):
+    config = CONFIGS[config_name]
+    q, k, v, grad_out = _inputs(shape, seed=hash((shape, is_causal, config_name)) % 2**31)
+    ref_out, ref_lse, ref_dq, ref_dk, ref_dv = attention_ref(q, k, v, grad_out, is_causal)
+    # NaN-filled buffers: an element the kernels forget to write stays NaN and fails the check.
+    out, lse = flash_attention_triton_forward(
+        q, k, v, is_causal, config, out=_poisoned_like(q), lse=_poisoned_like(q[..., 0])
+    )
+    grads = tuple(_poisoned_like(t) for t in (q, k, v))
+    dq, dk, dv = flash_attention_triton_backward(
+        q, k, v, out, lse, grad_out, is_causal, config, grads=grads
+    )
+    for name, got, want in [
+        ("O", out, ref_out),
+        ("L", lse, ref_lse),
+        ("dQ", dq, ref_dq),
+        ("dK", dk, ref_dk),
+        ("dV", dv, ref_dv),
+    ]:
+        assert torch.isfinite(got).all(), f"{name} has unwritten or non-finite elements"
+        assert rel_err(got, want) < FP32_TOL, name
+
+
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_square_tiles_and_single_token(is_causal, attention_ref, rel_err):
+    """16x16 tiles everywhere; T = 1 (one query, one key) and T = 16 (exactly one tile)."""
+    for n in (1, 16, 50):
+        q, k, v, grad_out = _inputs((1, 2, n, n, 16), seed=n)
+        out, lse = flash_attention_triton_forward(q, k, v, is_causal, CONFIGS["square16"])
+        grads = flash_attention_triton_backward(
+            q, k, v, out, lse, grad_out, is_causal, CONFIGS["square16"]
+        )
+        ref = attention_ref(q, k, v, grad_out, is_causal)
+        for got, want in zip((out, lse, *grads), ref):
+            assert rel_err(got, want) < FP32_TOL
+
+
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_autograd_function_matches_torch_reference_on_3d_inputs(is_causal, rel_err):
+    q, k, v, grad_out = (t[:, 0] for t in _inputs((2, 1, 61, 61, 64), seed=5))  # (B, T, D)
+    results = []
+    for fn in (FlashAttentionTriton, FlashAttentionTorch):
+        leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+        out = fn.apply(*leaves, is_causal)
+        saved_lse = [t for t in out.grad_fn.saved_tensors if t.shape == (2, 61)]
+        assert len(saved_lse) == 1, "L (shape (B, T_q)) is saved for backward"
+        out.backward(grad_out)
+        results.append((out, saved_lse[0], *(t.grad for t in leaves)))
+    for got, want in zip(*results):
+        assert got.shape == want.shape
+        assert rel_err(got, want) < FP32_TOL
+
+
+# Triton 3.6's interpreter has no bfloat16 arithmetic (NumPy has no such type): bf16 runs on GPU.
+BF16 = pytest.param(
+    torch.bfloat16,
+    1e-2,
+    marks=pytest.mark.skipif(DEVICE == "cpu", reason="Triton's interpreter lacks bfloat16"),
+)
+
+
+@pytest.mark.parametrize("dtype, tol", [BF16, (torch.float16, 2e-3)])
+def test_half_precision(dtype, tol, attention_ref, rel_err):
+    q, k, v, grad_out = _inputs((1, 2, 90, 90, 64), dtype=dtype, seed=9)
+    out, lse = flash_attention_triton_forward(q, k, v, True)
+    dq, dk, dv = flash_attention_triton_backward(q, k, v, out, lse, grad_out, True)
+    assert out.dtype == dq.dtype == dk.dtype == dv.dtype == dtype and lse.dtype == torch.float32
+    ref = attention_ref(q, k, v, grad_out, True)
+    for got, want in zip((out, lse, dq, dk, dv), ref):
+        assert rel_err(got, want) < tol
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (FlashConfig(TileConfig(16, 32), TileConfig(16, 32), TileConfig(32, 16)), "fwd.block_m"),
+        (FlashConfig(TileConfig(32, 16), TileConfig(32, 16), TileConfig(32, 16)), "dkdv.block_n"),
+        (FlashConfig(TileConfig(32, 16), TileConfig(16, 32), TileConfig(16, 32)), "dq.block_m"),
+        (FlashConfig(TileConfig(32, 8), TileConfig(16, 32), TileConfig(32, 16)), "at least 16"),
+    ],
+)
+def test_bad_tile_configs_raise(config, message):
+    q, k, v, _ = _inputs((1, 1, 32, 32, 16))
+    with pytest.raises(ValueError, match=message):
+        flash_attention_triton_forward(q, k, v, False, config)
+
+
+def test_bad_output_buffer_raises():
+    q, k, v, _ = _inputs((1, 1, 32, 32, 16))
+    with pytest.raises(ValueError, match="out must be"):
+        flash_attention_triton_forward(q, k, v, False, out=torch.empty_like(q[..., :8]))
