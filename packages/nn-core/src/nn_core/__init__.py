@@ -14,9 +14,22 @@ Table of contents (one concept per module):
   model         TransformerLM
   loss          cross_entropy
   generate      generate, sample_next_token, top_p_filter
+  accounting    count_parameters, forward_flops, training_flops_per_token, memory, mfu
 See packages/nn-core/README.md.
 """
 
+from nn_core.accounting import (
+    PEAK_FLOPS,
+    activation_elements,
+    count_parameters,
+    forward_flops,
+    forward_flops_per_token,
+    matmul_parameters,
+    mfu,
+    training_flops,
+    training_flops_per_token,
+    training_memory_bytes,
+)
 from nn_core.activations import silu, softmax
 from nn_core.attention import (
     ATTENTION_FUNCTIONS,
@@ -41,6 +54,7 @@ from nn_core.rope import RotaryEmbedding
 
 __all__ = [
     "ATTENTION_FUNCTIONS",
+    "PEAK_FLOPS",
     "AttentionFn",
     "Embedding",
     "KVCache",
@@ -54,10 +68,16 @@ __all__ = [
     "SwiGLU",
     "TransformerBlock",
     "TransformerLM",
+    "activation_elements",
+    "count_parameters",
     "cross_entropy",
     "default_d_ff",
+    "forward_flops",
+    "forward_flops_per_token",
     "generate",
     "get_attention_fn",
+    "matmul_parameters",
+    "mfu",
     "naive_attention",
     "sample_next_token",
     "scaled_dot_product_attention",
@@ -65,4 +85,7 @@ __all__ = [
     "silu",
     "softmax",
     "top_p_filter",
+    "training_flops",
+    "training_flops_per_token",
+    "training_memory_bytes",
 ]

@@ -12,8 +12,8 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
     logits: (..., vocab_size), any leading dims; targets: (...) integer ids.
     -log p_t = logsumexp(logits) - logits[t]; the log-sum-exp is taken after subtracting the
-    row max, so logits of magnitude 1e4 give a finite loss. Computed in float32 whatever the
-    logits' dtype, since the loss is a reduction over the whole batch.
+    row max, so logits of magnitude 1e4 give a finite loss. Computed in at least float32
+    whatever the logits' dtype, since the loss is a reduction over the whole batch.
     """
     if logits.ndim < 1 or logits.shape[:-1] != targets.shape:
         raise ValueError(
@@ -21,7 +21,7 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
             "plus a trailing vocab dim"
         )
     check_token_ids(targets, logits.shape[-1], name="targets")
-    logits = logits.float()
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     row_max = logits.amax(dim=-1, keepdim=True)  # (..., 1)
     log_sum_exp = row_max.squeeze(-1) + torch.log(torch.exp(logits - row_max).sum(dim=-1))
     target_logit = logits.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)

@@ -9,8 +9,8 @@ from torch import nn
 class RMSNorm(nn.Module):
     """x / sqrt(mean(x^2) + eps) * weight over the last dim; weight starts at 1.
 
-    The mean of squares is computed in float32 and the result cast back to the input dtype:
-    in bfloat16 the sum of d_model squares would lose most of its significant bits.
+    The mean of squares is computed in (at least) float32 and the result cast back to the input
+    dtype: in bfloat16 the sum of d_model squares would lose most of its significant bits.
     """
 
     def __init__(
@@ -33,9 +33,9 @@ class RMSNorm(nn.Module):
         if x.shape[-1] != self.d_model:
             raise ValueError(f"RMSNorm: input's last dim is {x.shape[-1]}, expected {self.d_model}")
         in_dtype = x.dtype
-        x32 = x.float()
-        inv_rms = torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + self.eps)  # (..., 1)
-        return (x32 * inv_rms * self.weight.float()).to(in_dtype)
+        x = x.to(torch.promote_types(in_dtype, torch.float32))  # at least float32
+        inv_rms = torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps)  # (..., 1)
+        return (x * inv_rms * self.weight.to(x.dtype)).to(in_dtype)
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, eps={self.eps}"

@@ -12,8 +12,8 @@ class RotaryEmbedding(nn.Module):
     cos and sin are tabulated once for positions [0, max_seq_len) as non-persistent buffers (they
     are a function of the config, so they stay out of state dicts). ``forward`` takes explicit
     positions, so a KV-cached decode step rotates its single token by its true position.
-    The rotation is done in float32 and cast back: angles up to max_seq_len radians need the
-    extra mantissa bits.
+    The rotation is done in (at least) float32 and cast back: angles up to max_seq_len radians
+    need the extra mantissa bits.
     """
 
     def __init__(
@@ -59,9 +59,10 @@ class RotaryEmbedding(nn.Module):
                 f"RotaryEmbedding: position {int(token_positions.max())} is beyond "
                 f"max_seq_len={self.max_seq_len}"
             )
-        cos = self.cos[token_positions]  # (..., seq, d_k/2)
-        sin = self.sin[token_positions]
-        pairs = x.float().unflatten(-1, (-1, 2))  # (..., seq, d_k/2, 2)
+        compute_dtype = torch.promote_types(x.dtype, torch.float32)
+        cos = self.cos[token_positions].to(compute_dtype)  # (..., seq, d_k/2)
+        sin = self.sin[token_positions].to(compute_dtype)
+        pairs = x.to(compute_dtype).unflatten(-1, (-1, 2))  # (..., seq, d_k/2, 2)
         even, odd = pairs[..., 0], pairs[..., 1]
         rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
         return rotated.flatten(-2).to(x.dtype)  # (..., seq, d_k)
