@@ -1,3 +1,14 @@
-"""bpe: see packages/bpe/README.md."""
+"""bpe: byte-level BPE tokenizers, trained and run in pure Python (see README.md).
 
-__all__: list[str] = []
+vocab, merges = train_bpe("corpus.txt", 10_000, ["<|endoftext|>"])
+tok = Tokenizer(vocab, merges, ["<|endoftext|>"])
+ids = tok.encode("Hello world<|endoftext|>")
+tok.save("tokenizer/"); tok = Tokenizer.load("tokenizer/")
+"""
+
+from bpe.formats import bytes_to_unicode
+from bpe.pretokenize import GPT2_PATTERN, count_pretokens
+from bpe.tokenizer import Tokenizer
+from bpe.train import train_bpe
+
+__all__ = ["GPT2_PATTERN", "Tokenizer", "bytes_to_unicode", "count_pretokens", "train_bpe"]

@@ -1,0 +1,388 @@
+"""The byte-level BPE Tokenizer: encode, decode, special tokens, files, and parallel encode_file.
+
+Encoding is pre-tokenize (special tokens first, then the GPT-2 regex), then BPE inside each
+pre-token. Text repeats itself: a 100 MB corpus has ~25 M pre-tokens but only ~400 K distinct
+ones, so each distinct pre-token is encoded once and cached, and the hot loop is the regex plus a
+dict lookup per pre-token, both in C. The BPE itself applies merges by rank: repeatedly merge
+the adjacent pair with the lowest rank (earliest merge), never scanning the merge list.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import chain, pairwise, repeat
+from pathlib import Path
+
+import numpy as np
+import regex
+
+from bpe import formats
+from bpe.pretokenize import (
+    PRETOKEN_RE,
+    _map_unordered,
+    default_num_workers,
+    iter_chunks,
+    read_text_chunk,
+)
+from bpe.progress import Progress
+
+_NO_MERGE = 1 << 62  # rank of a pair that is not a merge
+_BLOCK_CHARS = 1 << 20  # text is matched in blocks of this many characters to bound memory
+_CACHE_LIMIT = 1 << 21  # distinct pre-tokens kept in the cache before it is cleared
+
+
+class Tokenizer:
+    """A byte-level BPE tokenizer.
+
+    vocab: id -> token bytes; merges: (left bytes, right bytes) in the order they were learned;
+    special_tokens: strings always encoded as one id (added to the vocab if absent). Where
+    special tokens overlap, the longest match wins.
+    """
+
+    def __init__(
+        self,
+        vocab: Mapping[int, bytes],
+        merges: Sequence[tuple[bytes, bytes]],
+        special_tokens: Sequence[str] | None = None,
+    ):
+        self.vocab: dict[int, bytes] = _checked_vocab(vocab)
+        self.merges: list[tuple[bytes, bytes]] = [(bytes(a), bytes(b)) for a, b in merges]
+        self.special_tokens: list[str] = _checked_special_tokens(special_tokens)
+
+        # Special tokens: reuse an id already holding their bytes, else append one.
+        by_bytes = {}
+        for i in sorted(self.vocab, reverse=True):
+            by_bytes[self.vocab[i]] = i  # the lowest id wins; specials are then matched first
+        self.special_ids: dict[str, int] = {}
+        for token in self.special_tokens:
+            raw = token.encode("utf-8")
+            if raw not in by_bytes:
+                by_bytes[raw] = max(self.vocab, default=-1) + 1
+                self.vocab[by_bytes[raw]] = raw
+            self.special_ids[token] = by_bytes[raw]
+        special_id_set = set(self.special_ids.values())
+
+        # Regular tokens by bytes (specials excluded: BPE must never produce them).
+        self._encoder = {}
+        for i in sorted(self.vocab, reverse=True):
+            if i not in special_id_set:
+                self._encoder[self.vocab[i]] = i
+        try:
+            self._byte_ids = [self._encoder[bytes([b])] for b in range(256)]
+        except KeyError as e:
+            missing = e.args[0]
+            raise ValueError(f"vocab: byte {missing!r} has no id; all 256 need one") from None
+
+        # Merge rank r joins ids (a, b) into id _merged[r].
+        self._ranks: dict[tuple[int, int], int] = {}
+        self._merged: list[int] = []
+        for rank, (left, right) in enumerate(self.merges):
+            try:
+                pair = (self._encoder[left], self._encoder[right])
+                merged = self._encoder[left + right]
+            except KeyError:
+                raise ValueError(
+                    f"merges[{rank}] = ({left!r}, {right!r}): "
+                    "a part or the result is not in the vocab"
+                ) from None
+            self._ranks.setdefault(pair, rank)  # a repeated merge keeps its first rank
+            self._merged.append(merged)
+
+        self._special_re = _special_split_regex(self.special_tokens)
+        # Proper prefixes of special tokens: encode_iterable holds back text ending in one.
+        self._special_prefixes = {t[:k] for t in self.special_tokens for k in range(1, len(t))}
+        self._cache = _PieceCache(self._encode_piece)
+
+    # ---- properties -------------------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids (the largest id + 1)."""
+        return max(self.vocab) + 1
+
+    @property
+    def token_dtype(self) -> type[np.unsignedinteger]:
+        """The smallest unsigned dtype holding every id: what encode_file writes."""
+        return np.uint16 if self.vocab_size <= 1 << 16 else np.uint32
+
+    def __repr__(self) -> str:
+        return (
+            f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, "
+            f"special_tokens={self.special_tokens})"
+        )
+
+    # ---- encoding ---------------------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        """The ids of `text`; special tokens in it become their single ids."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        if self._special_re is None:
+            return self.encode_ordinary(text)
+        ids: list[int] = []
+        pieces = self._special_re.split(text)  # [text, special, text, special, ..., text]
+        for k, piece in enumerate(pieces):
+            if k % 2:
+                ids.append(self.special_ids[piece])
+            elif piece:
+                ids += self.encode_ordinary(piece)
+        return ids
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """The ids of `text` with special tokens treated as plain text."""
+        findall = PRETOKEN_RE.findall
+        lookup = self._cache.__getitem__  # dict lookup in C; a miss runs the BPE once
+        if len(text) <= _BLOCK_CHARS:
+            return list(chain.from_iterable(map(lookup, findall(text))))
+        # A long text goes in blocks so that the list of pre-tokens stays small. A block's last
+        # pre-token might continue past the block's end, so it is matched again with the next.
+        ids: list[int] = []
+        start = 0
+        while start < len(text):
+            end = start + _BLOCK_CHARS
+            pieces = findall(text, start, end)
+            if end < len(text) and len(pieces) > 1:
+                pieces.pop()
+            ids += chain.from_iterable(map(lookup, pieces))
+            start += sum(map(len, pieces))
+        return ids
+
+    def encode_iterable(self, iterable: Iterable[str]) -> Iterator[int]:
+        """Lazily yield the ids of the concatenated strings (e.g. the lines of an open file).
+
+        Memory stays constant: text is gathered into blocks and each block is encoded up to its
+        last pre-token, which (with any possible start of a special token) waits for the next.
+        The ids equal encode("".join(iterable)).
+        """
+        buffer = ""
+        for chunk in iterable:
+            if not isinstance(chunk, str):
+                raise TypeError(f"encode_iterable needs str items, got {type(chunk).__name__}")
+            buffer += chunk
+            if len(buffer) >= _BLOCK_CHARS:
+                ids, buffer = self._encode_prefix(buffer)
+                yield from ids
+        if buffer:
+            yield from self.encode(buffer)
+
+    def _encode_prefix(self, text: str) -> tuple[list[int], str]:
+        """Encode the part of `text` that more text cannot change; return (ids, the rest)."""
+        hold = len(text)
+        for k in range(min(len(text), max(map(len, self._special_prefixes), default=0)), 0, -1):
+            if text[-k:] in self._special_prefixes:
+                hold = len(text) - k
+                break
+        head, tail = text[:hold], text[hold:]
+        if self._special_re is not None:
+            pieces = self._special_re.split(head)
+        else:
+            pieces = [head]
+        last = pieces.pop()  # ordinary text after the last special token
+        ids = self.encode("".join(pieces)) if pieces else []
+        words = PRETOKEN_RE.findall(last)
+        if words:
+            rest = words.pop()
+            ids += chain.from_iterable(map(self._cache.__getitem__, words))
+        else:
+            rest = ""
+        return ids, rest + tail
+
+    def _encode_piece(self, piece: str) -> tuple[int, ...]:
+        """BPE on one pre-token: merge the lowest-ranked adjacent pair until none is a merge."""
+        ids = [self._byte_ids[b] for b in piece.encode("utf-8")]
+        ranks_get = self._ranks.get
+        while len(ids) > 1:
+            pair_ranks = list(map(ranks_get, pairwise(ids), repeat(_NO_MERGE)))
+            rank = min(pair_ranks)
+            if rank == _NO_MERGE:
+                break
+            merged = self._merged[rank]
+            out = []
+            i = 0
+            n = len(ids)
+            while i < n:
+                # Merge every occurrence, left to right: "a a a" with merge (a, a) -> "aa a".
+                if i < n - 1 and pair_ranks[i] == rank:
+                    out.append(merged)
+                    i += 2
+                else:
+                    out.append(ids[i])
+                    i += 1
+            ids = out
+        return tuple(ids)
+
+    # ---- decoding ---------------------------------------------------------------------------
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of `ids`; bytes that are not valid UTF-8 become U+FFFD."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        vocab = self.vocab
+        try:
+            return b"".join([vocab[i] for i in ids])
+        except (KeyError, TypeError):
+            for position, i in enumerate(ids):
+                if i not in vocab or isinstance(i, bool):
+                    raise ValueError(
+                        f"ids[{position}] = {i!r} is not a token id "
+                        f"(valid: 0..{self.vocab_size - 1})"
+                    ) from None
+            raise
+
+    # ---- files ------------------------------------------------------------------------------
+
+    def encode_file(
+        self,
+        input_path: str | os.PathLike,
+        output_path: str | os.PathLike,
+        num_workers: int | None = None,
+        progress: bool | None = None,
+        errors: str = "strict",
+    ) -> int:
+        """Encode a UTF-8 text file into a flat array of ids (`token_dtype`) at `output_path`.
+
+        Chunks cut at special tokens (or safe newlines) are encoded by `num_workers` processes
+        and written in order; the file appears under its name only once complete. Open it with
+        `np.memmap(output_path, dtype=tok.token_dtype, mode="r")`. Returns the number of ids.
+        """
+        if not os.path.isfile(input_path):
+            raise FileNotFoundError(f"input_path {os.fspath(input_path)!r} does not exist")
+        num_workers = default_num_workers(num_workers)
+        chunks = iter_chunks(input_path, self.special_tokens, num_workers, chunk_bytes=4 << 20)
+        jobs = [(i, os.fspath(input_path), s, e, errors) for i, (s, e) in enumerate(chunks)]
+        output_path = Path(output_path)
+        tmp = output_path.with_name(f".{output_path.name}.tmp-{os.getpid()}")
+        dtype = self.token_dtype
+        total = 0
+        bar = Progress(os.path.getsize(input_path), "encode", unit="B", enabled=progress)
+        try:
+            with open(tmp, "wb") as out:
+                # Results arrive out of order; each is written once everything before it is.
+                pending: dict[int, np.ndarray] = {}
+                next_index = 0
+                results = _map_unordered(
+                    _encode_chunk, jobs, num_workers, _set_worker_tokenizer, (self,)
+                )
+                for index, ids, nbytes in results:
+                    pending[index] = ids
+                    bar.update(nbytes)
+                    while next_index in pending:
+                        array = pending.pop(next_index)
+                        out.write(array.astype(dtype, copy=False).tobytes())
+                        total += len(array)
+                        next_index += 1
+            os.replace(tmp, output_path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        bar.close()
+        return total
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write vocab.json + merges.txt (GPT-2 format) and special_tokens.json to `directory`."""
+        formats.save_gpt2_files(directory, self.vocab, self.merges, self.special_tokens)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> Tokenizer:
+        """Read a tokenizer written by `save`."""
+        directory = Path(directory)
+        special_path = directory / "special_tokens.json"
+        special_tokens = []
+        if special_path.is_file():
+            special_tokens = json.loads(special_path.read_text(encoding="utf-8"))
+        return cls.from_files(directory / "vocab.json", directory / "merges.txt", special_tokens)
+
+    @classmethod
+    def from_files(
+        cls,
+        vocab_path: str | os.PathLike,
+        merges_path: str | os.PathLike,
+        special_tokens: Sequence[str] | None = None,
+    ) -> Tokenizer:
+        """Read GPT-2 style vocab.json + merges.txt (OpenAI's GPT-2 files load as they are)."""
+        vocab, merges = formats.load_gpt2_files(vocab_path, merges_path, special_tokens or ())
+        return cls(vocab, merges, special_tokens)
+
+    def to_hf_json(self) -> dict:
+        """HF `tokenizers` tokenizer.json content (json.dump it; Tokenizer.from_file loads it)."""
+        return formats.hf_tokenizer_json(self.vocab, self.merges, self.special_tokens)
+
+    def save_hf_json(self, path: str | os.PathLike) -> None:
+        formats.write_text_atomic(path, json.dumps(self.to_hf_json(), ensure_ascii=False))
+
+    def tiktoken_mergeable_ranks(self) -> dict[bytes, int]:
+        """tiktoken's mergeable_ranks; with `special_ids` and GPT2_PATTERN builds an Encoding."""
+        return formats.tiktoken_mergeable_ranks(self.vocab, self.special_tokens)
+
+    # Pickling (for worker processes) leaves the cache behind.
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_cache"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._cache = _PieceCache(self._encode_piece)
+
+
+class _PieceCache(dict):
+    """pre-token -> ids; a missing pre-token is encoded on first lookup (dict.__missing__)."""
+
+    def __init__(self, encode_piece):
+        super().__init__()
+        self._encode_piece = encode_piece
+
+    def __missing__(self, piece: str) -> tuple[int, ...]:
+        if len(self) >= _CACHE_LIMIT:
+            self.clear()
+        ids = self[piece] = self._encode_piece(piece)
+        return ids
+
+
+_worker_tokenizer: Tokenizer | None = None
+
+
+def _set_worker_tokenizer(tokenizer: Tokenizer) -> None:
+    global _worker_tokenizer
+    _worker_tokenizer = tokenizer
+
+
+def _encode_chunk(job: tuple) -> tuple[int, np.ndarray, int]:
+    index, path, start, end, errors = job
+    text = read_text_chunk(path, start, end, errors)
+    ids = np.array(_worker_tokenizer.encode(text), dtype=_worker_tokenizer.token_dtype)
+    return index, ids, end - start
+
+
+def _special_split_regex(special_tokens: Sequence[str]) -> regex.Pattern | None:
+    if not special_tokens:
+        return None
+    ordered = sorted(set(special_tokens), key=lambda t: (-len(t), t))  # longest match wins
+    return regex.compile("(" + "|".join(regex.escape(t) for t in ordered) + ")")
+
+
+def _checked_vocab(vocab: Mapping[int, bytes]) -> dict[int, bytes]:
+    if not isinstance(vocab, Mapping) or not vocab:
+        raise ValueError("vocab must be a non-empty mapping id -> bytes")
+    checked = {}
+    for i, token in vocab.items():
+        if not isinstance(i, int) or isinstance(i, bool) or i < 0:
+            raise ValueError(f"vocab: id {i!r} is not a non-negative int")
+        if not isinstance(token, bytes | bytearray):
+            raise ValueError(f"vocab[{i}] = {token!r} is not bytes")
+        checked[i] = bytes(token)
+    return checked
+
+
+def _checked_special_tokens(special_tokens: Sequence[str] | None) -> list[str]:
+    if special_tokens is None:
+        return []
+    if isinstance(special_tokens, str):
+        raise TypeError(f"special_tokens={special_tokens!r} must be a list of strings, not a str")
+    for token in special_tokens:
+        if not isinstance(token, str) or token == "":
+            raise ValueError(f"special token {token!r} is invalid: must be a non-empty string")
+    return list(dict.fromkeys(special_tokens))
