@@ -552,6 +552,18 @@ INTERPRETER_CONFIG = FlashConfig(
 )
 
 
+def default_config(head_dim: int, dtype: torch.dtype) -> FlashConfig:
+    """Good tiles without tuning (the tests use these; the autotuner searches around them)."""
+    if dtype == torch.float32:  # 4-byte elements: half the tile area fits in shared memory
+        return FlashConfig(
+            TileConfig(64, 32, 4, 3), TileConfig(32, 64, 4, 2), TileConfig(64, 32, 4, 2)
+        )
+    warps = 8 if head_dim == 128 else 4
+    return FlashConfig(
+        TileConfig(128, 64, warps, 3), TileConfig(32, 128, 4, 3), TileConfig(128, 32, 4, 3)
+    )
+
+
 def _configs(pairs, warps, stages):
     return [
         triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s)
