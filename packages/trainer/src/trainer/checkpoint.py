@@ -1,0 +1,390 @@
+"""Checkpoints as one safetensors file: weights, optimizer state and trainer state, no pickle.
+
+Layout of a checkpoint file:
+
+    tensors   model.<name>                 the uncompiled, unwrapped module's state dict
+              optim.<param index>.<key>    every tensor in the optimizer's per-parameter state
+              extra.<key>                  tensors the caller adds (RNG states, ...)
+    metadata  format        "trainer-checkpoint/1"
+              iteration     optimizer steps taken, as a decimal string
+              optimizer     JSON: param_groups and the non-tensor per-parameter state
+              aliases       JSON: {tensor key: key it shares storage with} (tied weights)
+              extra         JSON: whatever the caller adds (trainer state, config, ...)
+
+Safetensors metadata is a flat str -> str map, so structured values are JSON. JSON has no
+tuples, and optimizers keep `betas` as a tuple, so tuples are written as {"__tuple__": [...]}
+and come back as tuples: the loaded optimizer's `state_dict()` equals the saved one.
+
+Writes go to a temporary file beside the target, are fsynced, then renamed over it: a crash at
+any point leaves either the old checkpoint or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+
+FORMAT = "trainer-checkpoint/1"
+_MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors library's own limit
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is unreadable (truncated, corrupt) or does not fit the model/optimizer."""
+
+
+# ----------------------------------------------------------------------------------------------
+# JSON with tuples
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _encode(v) for k, v in value.items()}
+    if isinstance(value, torch.Tensor):
+        raise TypeError("tensors belong in the tensor section, not in JSON metadata")
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise TypeError(f"cannot store a {type(value).__name__} in checkpoint metadata: {value!r}")
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"__tuple__"}:
+            return tuple(_decode(v) for v in value["__tuple__"])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(_encode(value))
+
+
+def from_json(text: str) -> Any:
+    return _decode(json.loads(text))
+
+
+# ----------------------------------------------------------------------------------------------
+# Model and optimizer state
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The module underneath torch.compile (`_orig_mod`) and DDP (`module`) wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):  # torch.compile's OptimizedModule
+            model = model._orig_mod
+        elif isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+_WRAPPER_NAMES = {"_orig_mod", "_checkpoint_wrapped_module", "_fsdp_wrapped_module"}
+
+
+def _clean_key(key: str) -> str:
+    # Compiling or wrapping a *submodule* (per-block compile, checkpoint wrappers) puts the
+    # wrapper's attribute name inside the key; the saved names are the plain module's.
+    if "_mod" not in key:
+        return key
+    return ".".join(part for part in key.split(".") if part not in _WRAPPER_NAMES)
+
+
+def model_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Full, unwrapped state dict (FSDP2 DTensors are gathered into plain tensors)."""
+    model = unwrap_model(model)
+    state = model.state_dict()
+    if any(_is_dtensor(t) for t in state.values()):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        state = get_model_state_dict(
+            model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
+    return {_clean_key(k): v for k, v in state.items()}
+
+
+def _is_dtensor(t: Any) -> bool:
+    return type(t).__name__ == "DTensor"
+
+
+def _flatten_optimizer(
+    optimizer: torch.optim.Optimizer,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer state dict into tensors and a JSON-able remainder."""
+    state_dict = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, param_state in state_dict["state"].items():
+        for key, value in param_state.items():
+            if isinstance(value, torch.Tensor):
+                if _is_dtensor(value):
+                    value = value.full_tensor()
+                tensors[f"optim.{index}.{key}"] = value
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: Mapping[str, torch.Tensor], meta: dict[str, Any]) -> dict:
+    state: dict[int, dict[str, Any]] = {}
+    for name, tensor in tensors.items():
+        if name.startswith("optim."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = tensor
+    for index, values in meta["scalars"].items():
+        state.setdefault(int(index), {}).update(values)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing
+
+
+def _detach_for_save(tensors: dict[str, torch.Tensor]) -> tuple[dict, dict[str, str]]:
+    """CPU, contiguous copies; tensors that share storage (tied weights) are stored once."""
+    out: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    seen: dict[tuple, str] = {}
+    for name, tensor in tensors.items():
+        key = (tensor.device, tensor.data_ptr(), tensor.dtype, tuple(tensor.shape), tensor.stride())
+        if tensor.numel() and key in seen:
+            aliases[name] = seen[key]
+            continue
+        seen[key] = name
+        out[name] = tensor.detach().to("cpu").contiguous()
+    return out, aliases
+
+
+def write_atomic(path: Path, payload: bytes) -> None:
+    """Write `payload` to a temporary file beside `path`, fsync, rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a checkpoint is an ordinary file
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def checkpoint_payload(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    iteration: int,
+    *,
+    extra: dict[str, Any] | None = None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+) -> bytes:
+    """The bytes of a checkpoint file (see the module docstring for the layout).
+
+    Under FSDP2 gathering the full weights is a collective: every rank must call this.
+    """
+    if int(iteration) != iteration or iteration < 0:
+        raise ValueError(f"iteration must be a non-negative integer, got {iteration!r}")
+    tensors = {f"model.{k}": v for k, v in model_state_dict(model).items()}
+    optimizer_meta: dict[str, Any] | None = None
+    if optimizer is not None:
+        optim_tensors, optimizer_meta = _flatten_optimizer(optimizer)
+        tensors.update(optim_tensors)
+    for name, tensor in (extra_tensors or {}).items():
+        tensors[f"extra.{name}"] = tensor
+    tensors, aliases = _detach_for_save(tensors)
+    metadata = {
+        "format": FORMAT,
+        "iteration": str(int(iteration)),
+        "optimizer": to_json(optimizer_meta),
+        "aliases": to_json(aliases),
+        "extra": to_json(extra or {}),
+    }
+    return save_safetensors_bytes(tensors, metadata=metadata)
+
+
+def save_checkpoint(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    iteration: int,
+    out: str | os.PathLike | IO[bytes],
+    *,
+    extra: dict[str, Any] | None = None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Write model weights, optimizer state and `iteration` to `out` (a path or a binary file).
+
+    `extra` (JSON-able, tuples allowed) and `extra_tensors` carry anything else the caller needs
+    to resume, e.g. the trainer's data-loader and RNG states. A path is written atomically.
+    """
+    payload = checkpoint_payload(
+        model, optimizer, iteration, extra=extra, extra_tensors=extra_tensors
+    )
+    if isinstance(out, str | os.PathLike):
+        write_atomic(Path(out), payload)
+    else:
+        out.write(payload)
+        if hasattr(out, "flush"):
+            out.flush()
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint read into memory (CPU tensors)."""
+
+    iteration: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict | None  # a torch optimizer state dict, or None if none was saved
+    extra: dict[str, Any] = field(default_factory=dict)
+    extra_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _parse(payload: bytes, source: str) -> Checkpoint:
+    if len(payload) < 8:
+        raise CheckpointError(f"checkpoint {source} is truncated: {len(payload)} bytes")
+    (header_len,) = struct.unpack("<Q", payload[:8])
+    if header_len > _MAX_HEADER_BYTES or 8 + header_len > len(payload):
+        raise CheckpointError(
+            f"checkpoint {source} is truncated or not a safetensors file: header says "
+            f"{header_len} bytes, file has {len(payload)}"
+        )
+    try:
+        header = json.loads(payload[8 : 8 + header_len])
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"checkpoint {source} has a corrupt header: {e}") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"checkpoint {source} has a corrupt header (not a JSON object)")
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if 8 + header_len + end != len(payload):
+        raise CheckpointError(
+            f"checkpoint {source} is truncated or corrupt: tensors need "
+            f"{8 + header_len + end} bytes, file has {len(payload)}"
+        )
+    metadata = header.get("__metadata__") or {}
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{source} is a safetensors file but not a trainer checkpoint "
+            f"(format {metadata.get('format')!r}, expected {FORMAT!r})"
+        )
+    try:
+        tensors = load_safetensors_bytes(payload)
+        iteration = int(metadata["iteration"])
+        optimizer_meta = from_json(metadata["optimizer"])
+        aliases = from_json(metadata["aliases"])
+        extra = from_json(metadata["extra"])
+    except (SafetensorError, KeyError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {source} is corrupt: {e}") from None
+    for alias, target in aliases.items():
+        tensors[alias] = tensors[target]
+    model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    extra_tensors = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
+    optimizer = None if optimizer_meta is None else _unflatten_optimizer(tensors, optimizer_meta)
+    return Checkpoint(iteration, model, optimizer, extra, extra_tensors)
+
+
+def read_checkpoint(src: str | os.PathLike | IO[bytes]) -> Checkpoint:
+    """Read and validate a checkpoint without touching any model."""
+    if isinstance(src, str | os.PathLike):
+        path = Path(src)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+        return _parse(path.read_bytes(), repr(str(path)))
+    payload = src.read()
+    if not isinstance(payload, bytes | bytearray):
+        raise TypeError(f"src must be a path or a binary file object, got {type(src).__name__}")
+    return _parse(bytes(payload), f"<{type(src).__name__}>")
+
+
+def _check_model_fits(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str):
+    expected = model_state_dict(model)
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong_shape = [
+        f"{k}: checkpoint {tuple(weights[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in weights and tuple(weights[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or wrong_shape:
+        problems = []
+        if missing:
+            problems.append(f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            problems.append(f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+        if wrong_shape:
+            problems.append(f"wrong shapes {wrong_shape[:5]}")
+        raise CheckpointError(
+            f"checkpoint {source} does not fit this model (another model or config?): "
+            + "; ".join(problems)
+        )
+
+
+def load_model_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str):
+    _check_model_fits(model, weights, source)
+    target = unwrap_model(model)
+    if any(_is_dtensor(t) for t in target.state_dict().values()):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        set_model_state_dict(target, weights, options=StateDictOptions(full_state_dict=True))
+        return
+    # Keys were cleaned of wrapper names; map them back onto the module's own keys.
+    own_keys = {_clean_key(k): k for k in target.state_dict()}
+    target.load_state_dict({own_keys[k]: v for k, v in weights.items()}, strict=True)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict | None, source: str):
+    if state is None:
+        raise CheckpointError(f"checkpoint {source} holds no optimizer state")
+    groups = optimizer.state_dict()["param_groups"]
+    saved_sizes = [len(g["params"]) for g in state["param_groups"]]
+    own_sizes = [len(g["params"]) for g in groups]
+    if saved_sizes != own_sizes:
+        raise CheckpointError(
+            f"checkpoint {source} has optimizer param groups of sizes {saved_sizes}, "
+            f"this optimizer has {own_sizes}"
+        )
+    try:
+        optimizer.load_state_dict(state)
+    except (ValueError, RuntimeError, KeyError) as e:
+        raise CheckpointError(f"checkpoint {source}: optimizer state does not fit: {e}") from None
+
+
+def load_checkpoint(
+    src: str | os.PathLike | IO[bytes],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> int:
+    """Restore `model` (and `optimizer`, if given) from `src`; return the saved iteration."""
+    ckpt = read_checkpoint(src)
+    source = repr(str(src)) if isinstance(src, str | os.PathLike) else f"<{type(src).__name__}>"
+    load_model_weights(model, ckpt.model, source)
+    if optimizer is not None:
+        load_optimizer_state(optimizer, ckpt.optimizer, source)
+    return ckpt.iteration
