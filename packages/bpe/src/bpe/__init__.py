@@ -8,7 +8,25 @@ tok.save("tokenizer/"); tok = Tokenizer.load("tokenizer/")
 
 from bpe.formats import bytes_to_unicode
 from bpe.pretokenize import GPT2_PATTERN, count_pretokens
+from bpe.simple_tokenizers import (
+    ByteTokenizer,
+    CharacterTokenizer,
+    TokenizerLike,
+    WordTokenizer,
+    compression_ratio,
+)
 from bpe.tokenizer import Tokenizer
 from bpe.train import train_bpe
 
-__all__ = ["GPT2_PATTERN", "Tokenizer", "bytes_to_unicode", "count_pretokens", "train_bpe"]
+__all__ = [
+    "GPT2_PATTERN",
+    "ByteTokenizer",
+    "CharacterTokenizer",
+    "Tokenizer",
+    "TokenizerLike",
+    "WordTokenizer",
+    "bytes_to_unicode",
+    "compression_ratio",
+    "count_pretokens",
+    "train_bpe",
+]

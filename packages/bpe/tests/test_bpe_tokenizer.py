@@ -1,0 +1,176 @@
+"""Tokenizer: encode against a reference, round trips, special tokens, streaming, encode_file."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import numpy as np
+import pytest
+import regex
+
+from bpe import GPT2_PATTERN, Tokenizer, train_bpe
+
+
+def reference_encode(tokenizer: Tokenizer, text: str) -> list[int]:
+    """Merges applied one after another in training order to each pre-token (CS336 §2.6)."""
+    ids = []
+    specials = sorted(tokenizer.special_tokens, key=len, reverse=True)
+    pieces = (
+        regex.split("(" + "|".join(map(regex.escape, specials)) + ")", text) if specials else [text]
+    )
+    encoder = {token: i for i, token in sorted(tokenizer.vocab.items(), reverse=True)}
+    for k, piece in enumerate(pieces):
+        if k % 2:
+            ids.append(tokenizer.special_ids[piece])
+            continue
+        for word in regex.findall(GPT2_PATTERN, piece):
+            parts = [bytes([b]) for b in word.encode("utf-8")]
+            for left, right in tokenizer.merges:
+                i, out = 0, []
+                while i < len(parts):
+                    if i + 1 < len(parts) and parts[i] == left and parts[i + 1] == right:
+                        out.append(left + right)
+                        i += 2
+                    else:
+                        out.append(parts[i])
+                        i += 1
+                parts = out
+            ids += [encoder[p] for p in parts]
+    return ids
+
+
+def random_unicode(rng: random.Random, length: int) -> str:
+    pools = [
+        "abcdefghijklmnopqrstuvwxyz ABCXYZ 0123456789 .,;:!?'\"-()[]{}",
+        "\r\n\t\x00\x0b\x0c\x1c\x85\xa0\u2028\u3000 ",
+        "éèêëàâäôöûüçñßøåæœ",
+        "\u0301\u0308\u0323\u0337\u20dd",  # combining marks
+        "😀🎉👍🏽👨‍👩‍👧🇫🇷",  # emoji, a modifier, a ZWJ family, a flag
+        "中文字日本語한국어العربيةעברית",
+        "'s 've 're 'll 'd 'm 't",
+    ]
+    out = []
+    while len(out) < length:
+        pool = rng.choice(pools)
+        out.append(rng.choice(pool) if rng.random() < 0.7 else chr(rng.randrange(0x20, 0x30000)))
+    text = "".join(out)
+    return "".join(ch for ch in text if not 0xD800 <= ord(ch) <= 0xDFFF)  # no lone surrogates
+
+
+@pytest.fixture(scope="module")
+def small_tokenizer(tmp_path_factory):
+    rng = random.Random(0)
+    text = "".join(random_unicode(rng, 200) + "<|endoftext|>" for _ in range(200))
+    text += "the cat sat on the mat. " * 200
+    path = tmp_path_factory.mktemp("small") / "corpus.txt"
+    path.write_text(text, encoding="utf-8")
+    vocab, merges = train_bpe(path, 600, ["<|endoftext|>"], num_workers=1)
+    return Tokenizer(vocab, merges, ["<|endoftext|>"])
+
+
+def test_encode_matches_reference(small_tokenizer):
+    rng = random.Random(1)
+    for _ in range(200):
+        text = random_unicode(rng, rng.randrange(0, 80))
+        if rng.random() < 0.3:
+            text += "<|endoftext|>" + random_unicode(rng, 10)
+        assert small_tokenizer.encode(text) == reference_encode(small_tokenizer, text)
+
+
+def test_encode_matches_reference_on_real_text(real_tokenizer, real_text_slices):
+    tokenizer, _ = real_tokenizer
+    text = real_text_slices["held_out"].read_text(encoding="utf-8")[:20_000]
+    assert tokenizer.encode(text) == reference_encode(tokenizer, text)
+
+
+def test_round_trip_random_unicode(small_tokenizer):
+    rng = random.Random(2)
+    for _ in range(3000):
+        text = random_unicode(rng, rng.randrange(0, 60))
+        assert small_tokenizer.decode(small_tokenizer.encode(text)) == text
+
+
+def test_round_trip_edge_strings(small_tokenizer):
+    for text in ["", "\r", "\x00", "\r\n\r", " ", "  \n  ", "e\u0301", "🇫🇷", "<|endoftext|>"]:
+        assert small_tokenizer.decode(small_tokenizer.encode(text)) == text
+
+
+def test_invalid_utf8_decodes_to_replacement_character():
+    tokenizer = Tokenizer({i: bytes([i]) for i in range(256)}, [])
+    assert tokenizer.decode([0xE2, 0x82]) == "\ufffd"
+    assert tokenizer.decode([104, 0xFF, 105]) == "h\ufffdi"
+
+
+def test_special_tokens_added_and_longest_wins():
+    vocab = {i: bytes([i]) for i in range(256)}
+    double = "<|endoftext|><|endoftext|>"
+    tokenizer = Tokenizer(vocab, [], ["<|endoftext|>", double])
+    single_id, double_id = tokenizer.special_ids["<|endoftext|>"], tokenizer.special_ids[double]
+    assert {single_id, double_id} == {256, 257} and tokenizer.vocab_size == 258
+    ids = tokenizer.encode("a<|endoftext|><|endoftext|><|endoftext|>b")
+    assert ids == [97, double_id, single_id, 98]
+    assert tokenizer.decode(ids) == "a<|endoftext|><|endoftext|><|endoftext|>b"
+    # Special tokens are never produced by BPE on ordinary text.
+    assert tokenizer.encode_ordinary("<|endoftext|>") == list(b"<|endoftext|>")
+
+
+def test_special_token_already_in_vocab_keeps_its_id():
+    vocab = {i: bytes([i]) for i in range(256)} | {256: b"<|endoftext|>"}
+    tokenizer = Tokenizer(vocab, [], ["<|endoftext|>"])
+    assert tokenizer.special_ids["<|endoftext|>"] == 256 and tokenizer.vocab_size == 257
+
+
+def test_encode_iterable_equals_encode_for_any_chunking(small_tokenizer):
+    rng = random.Random(3)
+    text = "".join(
+        random_unicode(rng, 50) + rng.choice(["<|endoftext|>", "\n", "\n\n", " "])
+        for _ in range(400)
+    )
+    expected = small_tokenizer.encode(text)
+    import bpe.tokenizer as module
+
+    block = module._BLOCK_CHARS
+    module._BLOCK_CHARS = 64  # force many blocks, each cut in random places
+    try:
+        for _ in range(20):
+            cuts = sorted(rng.sample(range(len(text)), 300))
+            chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+            assert list(small_tokenizer.encode_iterable(chunks)) == expected
+        assert list(small_tokenizer.encode_iterable(io.StringIO(text))) == expected
+    finally:
+        module._BLOCK_CHARS = block
+
+
+def test_encode_long_text_in_blocks(small_tokenizer):
+    rng = random.Random(4)
+    text = "".join(random_unicode(rng, 40) + "  \n\n " for _ in range(300))
+    expected = small_tokenizer.encode(text)
+    import bpe.tokenizer as module
+
+    block = module._BLOCK_CHARS
+    module._BLOCK_CHARS = 37
+    try:
+        assert small_tokenizer.encode(text) == expected
+    finally:
+        module._BLOCK_CHARS = block
+
+
+def test_encode_file_equals_encode(real_tokenizer, real_text_slices, tmp_path):
+    tokenizer, _ = real_tokenizer
+    path = real_text_slices["held_out"]
+    expected = tokenizer.encode(path.read_text(encoding="utf-8"))
+    out = tmp_path / "ids.bin"
+    count = tokenizer.encode_file(path, out, num_workers=2)
+    ids = np.memmap(out, dtype=tokenizer.token_dtype, mode="r")
+    assert tokenizer.token_dtype == np.uint16
+    assert count == len(expected) and ids.tolist() == expected
+    assert [p.name for p in tmp_path.iterdir()] == ["ids.bin"]  # no temporary left behind
+
+
+def test_uint32_when_vocab_needs_it(tmp_path):
+    vocab = {i: bytes([i]) for i in range(256)}
+    tokenizer = Tokenizer(vocab, [], ["<|endoftext|>"])
+    assert tokenizer.token_dtype == np.uint16
+    vocab[70_000] = b"<big>"
+    assert Tokenizer(vocab, []).token_dtype == np.uint32
