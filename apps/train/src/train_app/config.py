@@ -97,7 +97,7 @@ class SystemConfig:
     )
     compile: str = "auto"  # torch.compile: "auto" (on for CUDA) | "on" | "off"
     attention: str = "auto"  # "auto": Triton FlashAttention on CUDA, else torch SDPA |
-    #                          "flash" | "sdpa" | "reference" (nn_core's own einsum + softmax)
+    #                          "flash" | "sdpa" | "naive" (nn_core's own einsum + softmax)
     threads: int = 0  # CPU threads for torch (0: torch's default)
 
 
@@ -328,8 +328,8 @@ def validate(config: Config) -> None:
         ),
         (config.system.compile in ("auto", "on", "off"), "system.compile must be auto, on or off"),
         (
-            config.system.attention in ("auto", "flash", "sdpa", "reference"),
-            "system.attention must be auto, flash, sdpa or reference",
+            config.system.attention in ("auto", "flash", "sdpa", "naive"),
+            "system.attention must be auto, flash, sdpa or naive",
         ),
         (
             config.system.precision in ("auto", "bf16", "fp16", "fp32"),

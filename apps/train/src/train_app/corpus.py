@@ -6,16 +6,15 @@ CPython, so the default run needs no download. A user's corpus is a UTF-8 text f
 documents are separated by `<|endoftext|>` (the CS336 format), or a directory of .txt files (one
 document each, or several separated the same way).
 
-`write_splits` streams documents into `train.txt` and `val.txt`, holding out a seeded random
-share of whole documents (a document is never split between the two, so validation text is text
-the model has not seen). With a single document there is nothing to hold out whole, so its last
+`write_splits` streams documents into `train.txt` and `val.txt`, holding out whole documents
+(never split between the two, so validation text is text the model has not seen) spread evenly
+over the corpus. With a single document there is nothing to hold out whole, so its last
 `val_fraction` is held out instead.
 """
 
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,16 +106,17 @@ def write_splits(
     train_path: Path,
     val_path: Path,
     val_fraction: float,
-    seed: int,
     max_bytes: int = 0,
     separator: str = DOC_SEPARATOR,
 ) -> SplitStats:
-    """Stream `docs` into two text files, holding out about `val_fraction` of the documents.
+    """Stream `docs` into two text files, holding out about `val_fraction` of the text.
 
-    Each document goes to validation with probability `val_fraction` (a seeded draw, so the split
-    is the same on every machine). `max_bytes` > 0 stops once that much text has been read.
+    Each document goes to validation when that keeps the validation share of the bytes read so
+    far at or below `val_fraction` (counting half the document): a systematic sample, spread
+    over the whole corpus, that hits the share closely even when documents differ in size by
+    100x (as the built-in corpus's do). The split is deterministic: the same on every machine.
+    `max_bytes` > 0 stops once that much text has been read.
     """
-    rng = random.Random(seed)
     train, val = _DocWriter(train_path, separator), _DocWriter(val_path, separator)
     read = 0
     try:
@@ -125,8 +125,11 @@ def write_splits(
                 break
             if max_bytes and read + len(doc) > max_bytes:
                 doc = doc[: max_bytes - read]  # characters, close enough to bytes for a cap
-            read += len(doc.encode("utf-8"))
-            (val if rng.random() < val_fraction else train).write(doc)
+            size = len(doc.encode("utf-8"))
+            midpoint = read + size / 2
+            read += size
+            goes_to_val = val.bytes + size / 2 <= val_fraction * midpoint
+            (val if goes_to_val else train).write(doc)
         if read and 0 in (train.docs, val.docs):
             # Too few documents to hold out whole ones: hold out the tail of the text instead.
             # (Only one of the two files has text, so reading it back keeps the order.)
@@ -155,3 +158,18 @@ def _whitespace_before(text: str, index: int) -> int:
     """The last whitespace position at or before `index`, so no word is cut in two."""
     space = max(text.rfind(" ", 0, index), text.rfind("\n", 0, index))
     return space if space > 0 else index
+
+
+def write_documents(
+    docs: Iterable[str], path: Path, max_bytes: int = 0, separator: str = DOC_SEPARATOR
+) -> tuple[int, int]:
+    """Stream `docs` into one text file (at most `max_bytes` when > 0); (documents, bytes)."""
+    writer = _DocWriter(path, separator)
+    try:
+        for doc in docs:
+            if max_bytes and writer.bytes >= max_bytes:
+                break
+            writer.write(doc)
+    finally:
+        writer.close()
+    return writer.docs, writer.bytes

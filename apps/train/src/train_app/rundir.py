@@ -2,12 +2,12 @@
 
 runs/<name>/
   config.toml                    the full resolved config (what made this directory)
-  tokenizer/                     vocab.json, merges.txt, special tokens (bpe.Tokenizer.save)
+  tokenizer/                     vocab.json, merges.txt, special tokens (bpe)
   data/train.bin, data/val.bin   token ids, flat little-endian uint16 (uint32 past 65,536)
   data/meta.json                 their dtype and lengths, and where the text came from
-  checkpoints/step_NNNNNN.safetensors
-  metrics.jsonl                  one JSON record per log / eval step
-  loss.png                       train and validation loss against steps
+  checkpoints/ckpt_NNNNNNNN.safetensors   weights, optimizer, data position, RNGs (trainer)
+  metrics.jsonl                  one JSON record per log / eval step (trainer)
+  loss.png                       train and validation loss (trainer)
   samples.txt                    text generated at the end of each training session
 """
 
@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 from train_app import config as cfg
 from train_app.errors import UserError
-
-_STEP_FILE = re.compile(r"step_(\d+)\.safetensors$")
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -104,21 +101,13 @@ class RunDir:
     def save_meta(self, meta: dict[str, Any]) -> None:
         write_text_atomic(self.meta_path, json.dumps(meta, indent=2) + "\n")
 
-    # --- checkpoints
-
-    def checkpoint_path(self, step: int) -> Path:
-        return self.checkpoint_dir / f"step_{step:06d}.safetensors"
+    # --- checkpoints (named and listed by trainer.Checkpointer)
 
     def checkpoints(self) -> list[tuple[int, Path]]:
-        """(step, path) of every checkpoint, oldest first."""
-        if not self.checkpoint_dir.is_dir():
-            return []
-        found = []
-        for path in self.checkpoint_dir.iterdir():
-            match = _STEP_FILE.match(path.name)
-            if match:
-                found.append((int(match.group(1)), path))
-        return sorted(found)
+        """(step, path) of every complete checkpoint, oldest first."""
+        from trainer import list_checkpoints
+
+        return list_checkpoints(self.checkpoint_dir)
 
     def latest_checkpoint(self) -> tuple[int, Path] | None:
         found = self.checkpoints()

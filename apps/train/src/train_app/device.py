@@ -1,0 +1,97 @@
+"""Where and how the model runs: device, autocast precision, torch.compile, attention kernel.
+
+"auto" everywhere means: on CUDA, bf16 autocast + torch.compile + the Triton FlashAttention-2
+kernel from kernels_triton (falling back to torch's SDPA, with a one-line notice, when Triton or
+the kernel is unavailable or fails its smoke test); on CPU, fp32, no compile (its compile time
+would eat a short run), and torch's SDPA (the fastest exact attention on CPU).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from train_app.config import SystemConfig
+from train_app.errors import UserError
+
+
+@dataclass
+class Placement:
+    device: torch.device
+    precision: str  # "bf16" | "fp16" | "fp32": the autocast width of the forward pass
+    compile: bool
+    attention: str | Callable  # what nn_core.TransformerLM takes as attention_fn
+    attention_name: str  # for the console: "flash (Triton)", "sdpa (torch)", "naive (nn_core)"
+    notices: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        name = self.device.type
+        if self.device.type == "cuda":
+            name = f"{torch.cuda.get_device_name(self.device)} ({self.device})"
+        compiled = ", torch.compile" if self.compile else ""
+        return f"{name} · {self.precision}{compiled} · attention {self.attention_name}"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not a device (try cpu, cuda or cuda:1)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name} asked for, but this machine has no CUDA GPU; use cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return device
+
+
+def _flash_attention_or_reason(head_dim: int, device: torch.device) -> tuple[Callable | None, str]:
+    """kernels_triton.flash_attention if it imports and matches SDPA on a small causal input."""
+    try:
+        import kernels_triton
+    except Exception as e:  # ImportError, or Triton failing to initialise
+        return None, f"kernels_triton does not import ({type(e).__name__}: {e})"
+    fn = getattr(kernels_triton, "flash_attention", None)
+    if fn is None:
+        return None, "kernels_triton has no flash_attention"
+    try:
+        q, k, v = torch.randn(3, 1, 2, 64, head_dim, device=device, dtype=torch.bfloat16)
+        out = fn(q, k, v, True)
+        ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        err = (out.float() - ref.float()).abs().max().item()
+        if not err < 5e-2:  # bf16 inputs: agreement to a few bf16 ulps of values ~1
+            return None, f"flash_attention disagrees with SDPA (max error {err:.3g})"
+    except Exception as e:
+        return None, f"flash_attention failed its smoke test ({type(e).__name__}: {e})"
+    return fn, ""
+
+
+def place(system: SystemConfig, head_dim: int, device: torch.device | None = None) -> Placement:
+    """Resolve every "auto" in the [system] table for this machine."""
+    device = device or resolve_device(system.device)
+    cuda = device.type == "cuda"
+    if system.threads > 0:
+        torch.set_num_threads(system.threads)
+    precision = system.precision if system.precision != "auto" else ("bf16" if cuda else "fp32")
+    compile_ = system.compile == "on" or (system.compile == "auto" and cuda)
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls outside autocast
+        torch.backends.cudnn.allow_tf32 = True
+
+    notices: list[str] = []
+    choice = system.attention
+    if choice in ("auto", "flash") and cuda:
+        fn, reason = _flash_attention_or_reason(head_dim, device)
+        if fn is not None:
+            return Placement(device, precision, compile_, fn, "flash (Triton)", notices)
+        if choice == "flash":
+            raise UserError(f"--system.attention flash: {reason}")
+        notices.append(f"notice: Triton FlashAttention unavailable ({reason}); using torch SDPA")
+    elif choice == "flash":
+        raise UserError("--system.attention flash needs a CUDA device; use sdpa or naive on CPU")
+    if choice == "naive":
+        return Placement(device, precision, compile_, "naive", "naive (nn_core)", notices)
+    return Placement(device, precision, compile_, "sdpa", "sdpa (torch)", notices)
