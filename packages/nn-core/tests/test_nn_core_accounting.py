@@ -135,6 +135,21 @@ def test_memory_accounting():
     assert mem8["parameters"] == mem["parameters"]
 
 
+def test_max_batch_size():
+    cfg = GPT2["xl"]
+    mem = nc.training_memory_bytes(cfg, batch_size=1)
+    fixed = mem["total"] - mem["activations"]
+    # fixed: 16 bytes per parameter (weights, grads, m, v) = 34.0 GB; each sequence adds 18.0 GB.
+    assert fixed == 16 * 2_127_057_600
+    assert nc.max_batch_size(cfg, 80e9) == int((80e9 - fixed) // mem["activations"]) == 2
+    assert (
+        nc.training_memory_bytes(cfg, 2)["total"]
+        <= 80e9
+        < nc.training_memory_bytes(cfg, 3)["total"]
+    )
+    assert nc.max_batch_size(cfg, 1e9) == 0  # not even the weights fit
+
+
 def test_mfu():
     cfg = CS336_17M
     per_token = nc.training_flops_per_token(cfg)

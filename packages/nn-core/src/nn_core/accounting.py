@@ -151,6 +151,20 @@ def training_memory_bytes(
     return memory
 
 
+def max_batch_size(
+    config: ModelConfig, memory_bytes: float, seq_len: int | None = None, **bytes_per
+):
+    """Largest batch whose ``training_memory_bytes`` fits in ``memory_bytes`` (0 if none does).
+
+    Memory is a + b * batch_size (activations grow with the batch, the rest does not), so this is
+    floor((memory - a) / b). ``bytes_per`` passes through to ``training_memory_bytes``.
+    """
+    fixed = training_memory_bytes(config, 1, seq_len, **bytes_per)
+    per_sequence = fixed["activations"]
+    available = memory_bytes - (fixed["total"] - per_sequence)
+    return max(0, int(available // per_sequence))
+
+
 def mfu(
     tokens_per_second: float,
     config: ModelConfig,
