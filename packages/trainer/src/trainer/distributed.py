@@ -34,7 +34,8 @@ class DistInfo:
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        """True when a process group is in use (any torchrun launch, even with one process)."""
+        return torch_dist.is_available() and torch_dist.is_initialized()
 
 
 def resolve_device(device: str) -> torch.device:
@@ -47,11 +48,15 @@ def resolve_device(device: str) -> torch.device:
 
 
 def init_distributed(device: str = "auto") -> DistInfo:
-    """Join the process group if launched by torchrun (WORLD_SIZE > 1); else a single process."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    """Join the process group when launched by torchrun; else describe a single process.
+
+    A torchrun launch with one process still joins a (one-member) group and trains under DDP,
+    so `torchrun --nproc_per_node 1` exercises exactly the code path of N processes.
+    """
     base = resolve_device(device)
-    if world_size == 1:
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return DistInfo(device=base)
+    world_size = int(os.environ["WORLD_SIZE"])
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     if base.type == "cuda":

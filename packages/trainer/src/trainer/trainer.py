@@ -255,7 +255,10 @@ class Trainer:
                 if loader is not None and hasattr(loader, "close"):
                     loader.close()
         if self.dist.is_main and self.out_dir is not None and config.plot:
-            plot_losses(self.out_dir / "metrics.jsonl", self.out_dir / "loss.png")
+            try:
+                plot_losses(self.out_dir / "metrics.jsonl", self.out_dir / "loss.png")
+            except ImportError as e:  # a bare GPU box without matplotlib: the run still counts
+                self.logger.note(f"loss.png skipped ({e}); metrics.jsonl has every figure")
         return {
             "step": self.step,
             "tokens": self.tokens_seen,

@@ -1,0 +1,281 @@
+"""Trainer throughput vs. a plain compiled PyTorch loop over the same model, in the same run.
+
+Model: nn_core.TransformerLM at the CS336 17M config (d_model 512, 4 layers, 16 heads, d_ff
+1344, context 256, vocab 10,000) with torch SDPA attention in both loops; batch 128, bf16
+autocast, torch.compile, optim.AdamW (foreach), global-norm clipping to 1.0 in both.
+
+The peer is the loop people write by hand (nanoGPT style): random windows gathered with NumPy,
+pinned and copied non-blocking, forward, float32 cross-entropy, backward, clip, step; no host
+sync inside the timed loop. The trainer adds what a real run needs: a prefetching loader, one
+host sync per step (NaN/inf check, loss and grad norm), a metrics record every 10 steps.
+
+Printed, one JSON line per figure: step time, tokens/s and MFU (ours, the peer's, ratio), the
+trainer's own CPU time in data/logging as % of step time, and the checkpoint cost amortized over
+a 500-step interval (apps/train's default). `--smoke` runs a tiny fp32 version on the CPU.
+
+    python benchmarks/bench_trainer_throughput.py [--steps 300] [--out results.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import nn_core
+import optim
+import trainer
+
+BATCH, CONTEXT = 128, 256
+CONFIG = nn_core.ModelConfig(
+    vocab_size=10_000, context_length=CONTEXT, d_model=512, num_layers=4, num_heads=16, d_ff=1344
+)
+CHECKPOINT_INTERVAL = 500  # apps/train's default
+
+
+def build(config: nn_core.ModelConfig, device: torch.device):
+    torch.manual_seed(0)
+    model = nn_core.TransformerLM(config, attention_fn="sdpa").to(device)
+    optimizer = optim.AdamW(
+        optim.weight_decay_param_groups(model, 0.1), lr=1e-3, betas=(0.9, 0.95), foreach=True
+    )
+    return model, optimizer
+
+
+def plain_batch(data: np.ndarray, batch: int, context: int, device: torch.device):
+    """nanoGPT's get_batch: NumPy windows, pinned, copied without blocking."""
+    starts = np.random.randint(0, len(data) - context, size=batch)
+    x = torch.from_numpy(np.stack([data[s : s + context] for s in starts]).astype(np.int64))
+    y = torch.from_numpy(np.stack([data[s + 1 : s + 1 + context] for s in starts]).astype(np.int64))
+    if device.type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(
+            device, non_blocking=True
+        )
+    return x.to(device), y.to(device)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class PlainLoop:
+    """The peer: a hand-written compiled training loop."""
+
+    def __init__(self, config, data, batch, context, device, precision, compile_model):
+        self.model, self.optimizer = build(config, device)
+        self.step_fn = torch.compile(self.model) if compile_model else self.model
+        self.data, self.batch, self.context, self.device = data, batch, context, device
+        self.dtype = torch.bfloat16 if precision == "bf16" else None
+
+    def run(self, steps: int) -> tuple[float, float]:
+        """Train `steps` steps; return (seconds, last loss)."""
+        sync(self.device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            x, y = plain_batch(self.data, self.batch, self.context, self.device)
+            with torch.autocast(self.device.type, self.dtype, enabled=self.dtype is not None):
+                logits = self.step_fn(x)  # (B, T, V)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        sync(self.device)
+        return time.perf_counter() - t0, loss.item()
+
+
+def run_trainer(
+    config,
+    data_path,
+    batch,
+    context,
+    device,
+    precision,
+    compile_model,
+    warmup,
+    steps,
+    flops_per_token,
+    peak,
+    out_dir,
+):
+    """Our Trainer for warmup + steps steps; times the last `steps` via the schedule callback."""
+    model, optimizer = build(config, device)
+    marks: dict[str, object] = {}
+    holder: dict[str, trainer.Trainer] = {}
+
+    def constant_lr(step: int) -> float:
+        # Called at the start of every step: mark the start of the timed stretch.
+        if step == warmup:
+            sync(device)
+            marks["t0"] = time.perf_counter()
+            marks["timings0"] = dict(holder["trainer"].timings)
+        return 1e-3
+
+    cfg = trainer.TrainConfig(
+        max_steps=warmup + steps,
+        batch_size=batch,
+        context_length=context,
+        vocab_size=config.vocab_size,
+        max_grad_norm=1.0,
+        log_interval=10,
+        checkpoint_interval=0,  # measured separately below
+        device=str(device),
+        precision=precision,
+        compile=compile_model,
+        progress_bar=False,
+        plot=False,
+    )
+    run = trainer.Trainer(
+        model,
+        optimizer,
+        trainer.open_tokens(data_path),
+        None,
+        cfg,
+        lr_schedule=constant_lr,
+        flops_per_token=flops_per_token,
+        peak_flops=peak,
+        out_dir=out_dir,
+        console=None,
+    )
+    holder["trainer"] = run
+    summary = run.fit()
+    sync(device)
+    seconds = time.perf_counter() - marks["t0"]
+    spent = {k: run.timings[k] - marks["timings0"][k] for k in run.timings}
+
+    # Checkpoint cost: a few saves of the real state (model + AdamW moments + trainer state).
+    run.checkpointer = trainer.Checkpointer(Path(out_dir) / "checkpoints", keep=1)
+    save_seconds = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        path = run.save()
+        save_seconds.append(time.perf_counter() - t0)
+    return seconds, summary["train_loss"], spent, min(save_seconds), path.stat().st_size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--smoke", action="store_true", help="tiny fp32 CPU run (no compile)")
+    parser.add_argument("--out", default=None, help="also append the JSON lines to this file")
+    args = parser.parse_args()
+
+    if args.smoke:
+        device, precision, compile_model = torch.device("cpu"), "fp32", False
+        config = nn_core.ModelConfig(
+            vocab_size=512, context_length=32, d_model=64, num_layers=2, num_heads=4, d_ff=128
+        )
+        batch, context = 8, 32
+    else:
+        device, precision, compile_model = torch.device("cuda"), "bf16", True
+        config, batch, context = CONFIG, BATCH, CONTEXT
+        torch.backends.cuda.matmul.allow_tf32 = True
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    flops_per_token = nn_core.training_flops_per_token(config, context)
+    peak = (
+        nn_core.PEAK_FLOPS["h100_sxm_bf16"]
+        if "H100" in device_name or "H200" in device_name
+        else None
+    )
+    tokens_per_step = batch * context
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data_path = Path(tmp) / "tokens.bin"
+        rng = np.random.default_rng(0)
+        rng.integers(
+            0, config.vocab_size, size=20_000_000 if not args.smoke else 200_000, dtype=np.uint16
+        ).tofile(data_path)
+        data = trainer.open_tokens(data_path)
+
+        np.random.seed(0)
+        peer = PlainLoop(config, data, batch, context, device, precision, compile_model)
+        peer.run(args.warmup)  # compile + warm-up
+        peer_a, peer_loss = peer.run(args.steps)
+
+        ours, our_loss, spent, save_s, ckpt_bytes = run_trainer(
+            config,
+            data_path,
+            batch,
+            context,
+            device,
+            precision,
+            compile_model,
+            args.warmup,
+            args.steps,
+            flops_per_token,
+            peak,
+            Path(tmp) / "run",
+        )
+        peer_b, _ = peer.run(args.steps)  # the peer again, after ours: no ordering advantage
+
+    peer_seconds = (peer_a + peer_b) / 2
+    results = []
+
+    def emit(figure, our_value, peer_value, unit, **extra):
+        ratio = our_value / peer_value if peer_value else None
+        line = {
+            "figure": figure,
+            "ours": our_value,
+            "peer": peer_value,
+            "ratio": ratio,
+            "unit": unit,
+            "device": device_name,
+            **extra,
+        }
+        results.append(line)
+        print(json.dumps(line), flush=True)
+
+    our_step, peer_step = ours / args.steps, peer_seconds / args.steps
+    common = {
+        "batch": batch,
+        "context": context,
+        "precision": precision,
+        "compile": compile_model,
+        "steps_timed": args.steps,
+        "peer_runs_s": [peer_a, peer_b],
+    }
+    emit("step_time_ms", 1e3 * our_step, 1e3 * peer_step, "ms (lower is better)", **common)
+    emit("tokens_per_s", tokens_per_step / our_step, tokens_per_step / peer_step, "tokens/s")
+    if peak:
+        emit(
+            "mfu",
+            tokens_per_step / our_step * flops_per_token / peak,
+            tokens_per_step / peer_step * flops_per_token / peak,
+            "fraction of peak",
+            peak_flops=peak,
+            flops_per_token=flops_per_token,
+        )
+    data_ms = 1e3 * spent["data"] / args.steps
+    log_ms = 1e3 * spent["log"] / args.steps
+    ckpt_ms = 1e3 * save_s / CHECKPOINT_INTERVAL
+    overhead = (data_ms + log_ms + ckpt_ms) / (1e3 * our_step)
+    emit(
+        "trainer_overhead_pct_of_step",
+        100 * overhead,
+        3.0,
+        "% of step time (target < 3)",
+        data_ms_per_step=data_ms,
+        log_ms_per_step=log_ms,
+        checkpoint_s_per_save=save_s,
+        checkpoint_bytes=ckpt_bytes,
+        checkpoint_interval=CHECKPOINT_INTERVAL,
+        checkpoint_ms_per_step_amortized=ckpt_ms,
+        note="peer column is the target, not a measurement",
+    )
+    print(json.dumps({"final_loss_ours": our_loss, "final_loss_peer": peer_loss}), flush=True)
+    if args.out:
+        with open(args.out, "a") as f:
+            for line in results:
+                f.write(json.dumps(line) + "\n")
+
+
+if __name__ == "__main__":
+    main()
