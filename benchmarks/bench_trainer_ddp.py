@@ -58,6 +58,7 @@ def main() -> None:
             device=str(info.device),
             precision="bf16" if cuda else "fp32",
             progress_bar=False,
+            plot=False,
         )
         run = trainer.Trainer(
             model,
