@@ -10,7 +10,12 @@ import pytest
 import regex
 
 from bpe import GPT2_PATTERN, count_pretokens, train_bpe
-from bpe.pretokenize import PRETOKEN_RE, count_pretokens_in_text, special_tokens_regex
+from bpe.pretokenize import (
+    BMP_PRETOKEN_RE,
+    count_pretokens_in_text,
+    pretokens,
+    special_tokens_regex,
+)
 from bpe.train import build_vocab_and_merges, merge_pretoken_counts
 
 
@@ -66,13 +71,24 @@ def test_sennrich_example_from_cs336():
     assert vocab[256 + 11] == b"lower"
 
 
-def test_fast_pattern_splits_like_gpt2_pattern():
+def test_stdlib_twin_pattern_splits_like_gpt2_pattern():
     rng = random.Random(0)
-    alphabet = "ab Z9'’\n\r\t  .,!é中😀\u0301\x00-_" + "s" * 3 + "ll ve re d m t"
+    alphabet = "ab Z9'’\n\r\t\x0b\x1c\x85\xa0\u2028\u3000  .,!é中😀🇫\u0301\x00-_٣Ⅻ²"
+    alphabet += "ll ve re d m t"
     reference = regex.compile(GPT2_PATTERN)
-    for _ in range(2000):
-        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 40)))
-        assert PRETOKEN_RE.findall(text) == reference.findall(text), repr(text)
+    for _ in range(3000):
+        text = "".join(
+            rng.choice(alphabet) if rng.random() < 0.8 else chr(rng.randrange(0x20, 0x10FFFF))
+            for _ in range(rng.randrange(0, 40))
+        )
+        text = "".join(ch for ch in text if not 0xD800 <= ord(ch) <= 0xDFFF)
+        expected = reference.findall(text)
+        assert pretokens(text) == expected, repr(text)
+        if not any(ord(ch) > 0xFFFF for ch in text):
+            assert BMP_PRETOKEN_RE.findall(text) == expected, repr(text)
+    # Astral letters and digits (math bold A, CJK extension B, Osmanya digit) use the full pattern.
+    for text in ["x𝐀𝐁 y", "𠀀𠀁 a", "n𐒠𐒡 1", "😀 a𝐀"]:
+        assert pretokens(text) == reference.findall(text)
 
 
 CORPORA = {

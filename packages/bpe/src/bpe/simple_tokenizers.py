@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
-from bpe.pretokenize import PRETOKEN_RE
+from bpe.pretokenize import pretokens
 
 UNK = "<|unk|>"
 _MAX_CODE_POINT = 0x10FFFF
@@ -82,7 +82,7 @@ class WordTokenizer:
             raise ValueError(f"max_vocab_size={max_vocab_size} must be at least 1 (the <|unk|>)")
         counts: Counter[str] = Counter()
         for text in [texts] if isinstance(texts, str) else texts:
-            counts.update(PRETOKEN_RE.findall(text))
+            counts.update(pretokens(text))
         return cls(w for w, _ in counts.most_common(max_vocab_size - 1))
 
     @property
@@ -91,7 +91,7 @@ class WordTokenizer:
 
     def encode(self, text: str) -> list[int]:
         get = self.word_to_id.get
-        return [get(w, 0) for w in PRETOKEN_RE.findall(text)]
+        return [get(w, 0) for w in pretokens(text)]
 
     def decode(self, ids: Iterable[int]) -> str:
         words = self.id_to_word

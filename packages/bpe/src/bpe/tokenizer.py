@@ -20,10 +20,10 @@ import regex
 
 from bpe import formats
 from bpe.pretokenize import (
-    PRETOKEN_RE,
     _map_unordered,
     default_num_workers,
     iter_chunks,
+    pretokens,
     read_text_chunk,
 )
 from bpe.progress import Progress
@@ -132,17 +132,16 @@ class Tokenizer:
 
     def encode_ordinary(self, text: str) -> list[int]:
         """The ids of `text` with special tokens treated as plain text."""
-        findall = PRETOKEN_RE.findall
         lookup = self._cache.__getitem__  # dict lookup in C; a miss runs the BPE once
         if len(text) <= _BLOCK_CHARS:
-            return list(chain.from_iterable(map(lookup, findall(text))))
+            return list(chain.from_iterable(map(lookup, pretokens(text))))
         # A long text goes in blocks so that the list of pre-tokens stays small. A block's last
         # pre-token might continue past the block's end, so it is matched again with the next.
         ids: list[int] = []
         start = 0
         while start < len(text):
             end = start + _BLOCK_CHARS
-            pieces = findall(text, start, end)
+            pieces = pretokens(text, start, end)
             if end < len(text) and len(pieces) > 1:
                 pieces.pop()
             ids += chain.from_iterable(map(lookup, pieces))
@@ -181,7 +180,7 @@ class Tokenizer:
             pieces = [head]
         last = pieces.pop()  # ordinary text after the last special token
         ids = self.encode("".join(pieces)) if pieces else []
-        words = PRETOKEN_RE.findall(last)
+        words = pretokens(last)
         if words:
             rest = words.pop()
             ids += chain.from_iterable(map(self._cache.__getitem__, words))
@@ -190,27 +189,33 @@ class Tokenizer:
         return ids, rest + tail
 
     def _encode_piece(self, piece: str) -> tuple[int, ...]:
-        """BPE on one pre-token: merge the lowest-ranked adjacent pair until none is a merge."""
+        """BPE on one pre-token: merge the lowest-ranked adjacent pair until none is a merge.
+
+        `ranks[i]` is the rank of the pair (ids[i], ids[i+1]). Each step finds the lowest rank
+        and its leftmost position with min() and list.index() (in C), merges there, and
+        re-ranks only the two neighbouring pairs. Equal ranks merge leftmost first, which is
+        the left-to-right rule for runs such as "a a a" with the merge (a, a).
+        """
         ids = [self._byte_ids[b] for b in piece.encode("utf-8")]
-        ranks_get = self._ranks.get
-        while len(ids) > 1:
-            pair_ranks = list(map(ranks_get, pairwise(ids), repeat(_NO_MERGE)))
-            rank = min(pair_ranks)
+        if len(ids) < 2:
+            return tuple(ids)
+        get = self._ranks.get
+        ranks = list(map(get, pairwise(ids), repeat(_NO_MERGE)))
+        merged_ids = self._merged
+        while True:
+            rank = min(ranks)
             if rank == _NO_MERGE:
                 break
-            merged = self._merged[rank]
-            out = []
-            i = 0
-            n = len(ids)
-            while i < n:
-                # Merge every occurrence, left to right: "a a a" with merge (a, a) -> "aa a".
-                if i < n - 1 and pair_ranks[i] == rank:
-                    out.append(merged)
-                    i += 2
-                else:
-                    out.append(ids[i])
-                    i += 1
-            ids = out
+            i = ranks.index(rank)
+            merged = merged_ids[rank]
+            ids[i : i + 2] = (merged,)
+            del ranks[i]
+            if i < len(ranks):
+                ranks[i] = get((merged, ids[i + 1]), _NO_MERGE)
+            if i > 0:
+                ranks[i - 1] = get((ids[i - 1], merged), _NO_MERGE)
+            if not ranks:
+                break
         return tuple(ids)
 
     # ---- decoding ---------------------------------------------------------------------------
