@@ -18,7 +18,10 @@ from nn_core.config import ModelConfig
 PEAK_FLOPS: dict[str, float] = {
     "h100_sxm_bf16": 989.4e12,
     "h100_sxm_tf32": 494.7e12,
+    "h100_sxm_fp32": 66.9e12,  # without tensor cores
     "h100_pcie_bf16": 756.5e12,
+    "h100_pcie_tf32": 378e12,
+    "h100_pcie_fp32": 51.2e12,
     "a100_bf16": 312e12,
     "a100_tf32": 156e12,
     "a100_fp32": 19.5e12,
