@@ -55,6 +55,9 @@ def test_embedding_matches_torch_embedding_and_init():
     emb = nc.Embedding(101, D)
     ids = torch.randint(0, 101, (B, T))
     torch.testing.assert_close(emb(ids), F.embedding(ids, emb.weight), rtol=0, atol=0)
+    # Any integer dtype indexes rows: uint8 must not act as a boolean mask.
+    for dtype in (torch.uint8, torch.int16, torch.int32, torch.uint16):
+        torch.testing.assert_close(emb(ids.to(dtype)), emb(ids), rtol=0, atol=0)
     w = emb.weight.detach()
     assert w.abs().max() <= 3.0
     assert w.std().item() == pytest.approx(0.9866, rel=0.03)

@@ -27,6 +27,8 @@ def check_token_ids(token_ids: torch.Tensor, vocab_size: int, name: str = "token
         )
     if token_ids.device.type != "cpu" or torch.compiler.is_compiling() or token_ids.numel() == 0:
         return
+    if token_ids.dtype in (torch.uint16, torch.uint32, torch.uint64):
+        token_ids = token_ids.long()  # min/max are not implemented for these on the CPU
     lo, hi = int(token_ids.min()), int(token_ids.max())
     if lo < 0 or hi >= vocab_size:
         bad = hi if hi >= vocab_size else lo
@@ -65,6 +67,9 @@ class Embedding(nn.Module):
 
     def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
         check_token_ids(token_ids, self.num_embeddings)
+        if token_ids.dtype not in (torch.int32, torch.int64):
+            # uint8 would index as a boolean mask, int16/uint16 not at all: widen them.
+            token_ids = token_ids.long()
         return self.weight[token_ids]  # (...) -> (..., embedding_dim)
 
     def extra_repr(self) -> str:

@@ -66,10 +66,17 @@ def generate(
     if not 0 < top_p <= 1:
         raise ValueError(f"generate: top_p must be in (0, 1], got {top_p!r}")
     device = next(model.parameters()).device
-    ids = torch.as_tensor(prompt_ids, dtype=torch.long, device=device).reshape(-1).tolist()
+    ids = torch.as_tensor(prompt_ids, dtype=torch.long, device="cpu").reshape(-1).tolist()
     if not ids:
         raise ValueError(
             "generate: prompt_ids is empty; give at least one token (e.g. a BOS/EOS id)"
+        )
+    # Checked here, in Python, so the error is as clear on a GPU as on the CPU.
+    vocab_size = model.config.vocab_size
+    bad = [t for t in ids if not 0 <= t < vocab_size]
+    if bad:
+        raise ValueError(
+            f"generate: prompt_ids contains id {bad[0]}, outside the vocabulary [0, {vocab_size})"
         )
     context_length = model.config.context_length
     use_cache = use_kv_cache and hasattr(model, "new_kv_cache")
