@@ -39,7 +39,10 @@ CASES = {
 
 
 def candidates(kernel: str, dtype: torch.dtype) -> list[TileConfig]:
-    if kernel == "fwd":
+    if kernel == "dkdv_fused":  # dQ by atomics inside the dK/dV kernel
+        pairs = [(32, 64), (64, 64), (32, 128), (64, 128)]
+        warps_stages = [(4, 2), (4, 3), (8, 2), (8, 3)]
+    elif kernel == "fwd":
         pairs = [(64, 32), (64, 64), (128, 32), (128, 64), (128, 128)]
         warps_stages = [(4, 3), (8, 3), (4, 4), (8, 4), (8, 2)]
     elif kernel == "dkdv":
@@ -62,7 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--budget-s", type=float, default=300.0)
     parser.add_argument("--cases", default=",".join(CASES))
-    parser.add_argument("--kernels", default="fwd,dkdv,dq")
+    parser.add_argument("--kernels", default="fwd,dkdv,dq,dkdv_fused")
     args = parser.parse_args()
     start = time.time()
     best: dict[tuple[str, str], tuple[float, TileConfig]] = {}
@@ -87,8 +90,9 @@ def main() -> None:
                     break
                 config = FlashConfig(
                     fwd=tile if kernel == "fwd" else base.fwd,
-                    dkdv=tile if kernel == "dkdv" else base.dkdv,
+                    dkdv=tile if kernel.startswith("dkdv") else base.dkdv,
                     dq=tile if kernel == "dq" else base.dq,
+                    fused_dq=kernel == "dkdv_fused",
                 )
                 row = {"case": case, "kernel": kernel, **tile.__dict__}
                 try:

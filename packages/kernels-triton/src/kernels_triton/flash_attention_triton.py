@@ -59,6 +59,7 @@ def _attn_fwd_key_loop(
     BLOCK_N: tl.constexpr,
     MASKED: tl.constexpr,
     CAUSAL: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     """Online-softmax update of (acc, row_max, row_sum) over key tiles [key_lo, key_hi)."""
     for start_n in range(key_lo, key_hi, BLOCK_N):
@@ -71,7 +72,9 @@ def _attn_fwd_key_loop(
         else:
             k = tl.load(k_ptrs + start_n * stride_kt)
             v = tl.load(v_ptrs + start_n * stride_vt)
-        scores = tl.dot(q, tl.trans(k)) * qk_scale  # (BLOCK_M, BLOCK_N), log2 units
+        scores = (
+            tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale
+        )  # (BLOCK_M, BLOCK_N), log2 units
         if MASKED:
             keep = cols[None, :] < n_keys
             if CAUSAL:
@@ -84,7 +87,7 @@ def _attn_fwd_key_loop(
         rescale = tl.math.exp2(row_max - new_max)  # 0 on the first tile (row_max = -inf)
         row_sum = row_sum * rescale + tl.sum(probs, 1)
         acc = acc * rescale[:, None]
-        acc = tl.dot(probs.to(v.dtype), v, acc)
+        acc = tl.dot(probs.to(v.dtype), v, acc, input_precision=DOT_PRECISION)
         row_max = new_max
     return acc, row_max, row_sum
 
@@ -121,6 +124,7 @@ def _attn_fwd_kernel(
     CAUSAL: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     tile_m = tl.program_id(0)
     if CAUSAL:  # the last query tiles see the most keys: start them first to shorten the tail
@@ -152,22 +156,23 @@ def _attn_fwd_kernel(
         # crosses the diagonal; everything right of it is masked and never loaded.
         acc, row_max, row_sum = _attn_fwd_key_loop(
             acc, row_max, row_sum, q, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
-            0, start_m, n_keys, qk_scale, BLOCK_N, False, CAUSAL,
+            0, start_m, n_keys, qk_scale, BLOCK_N, False, CAUSAL, DOT_PRECISION,
         )  # fmt: skip
         acc, row_max, row_sum = _attn_fwd_key_loop(
             acc, row_max, row_sum, q, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
             start_m, tl.minimum(start_m + BLOCK_M, n_keys), n_keys, qk_scale, BLOCK_N, True, CAUSAL,
+            DOT_PRECISION,
         )  # fmt: skip
     else:
         full_end = (n_keys // BLOCK_N) * BLOCK_N
         acc, row_max, row_sum = _attn_fwd_key_loop(
             acc, row_max, row_sum, q, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
-            0, full_end, n_keys, qk_scale, BLOCK_N, False, CAUSAL,
+            0, full_end, n_keys, qk_scale, BLOCK_N, False, CAUSAL, DOT_PRECISION,
         )  # fmt: skip
         if full_end < n_keys:  # a last, partial key tile
             acc, row_max, row_sum = _attn_fwd_key_loop(
                 acc, row_max, row_sum, q, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
-                full_end, n_keys, n_keys, qk_scale, BLOCK_N, True, CAUSAL,
+                full_end, n_keys, n_keys, qk_scale, BLOCK_N, True, CAUSAL, DOT_PRECISION,
             )  # fmt: skip
 
     acc = acc / row_sum[:, None]
@@ -232,6 +237,11 @@ def _attn_bwd_dkdv_query_loop(
     qk_scale,
     BLOCK_M: tl.constexpr,
     MASKED: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+    FUSED_DQ: tl.constexpr,
+    dq_ptrs,
+    sm_scale,
+    HEAD_DIM: tl.constexpr,
 ):
     """Accumulate dK (unscaled) and dV of one key tile over query tiles [query_lo, query_hi)."""
     for start_m in range(query_lo, query_hi, BLOCK_M):
@@ -243,14 +253,26 @@ def _attn_bwd_dkdv_query_loop(
         # Padding rows get L = +inf, so their recomputed probabilities are exactly 0.
         lse2 = tl.load(LSE + rows, mask=row_in, other=float("inf")) * 1.4426950408889634
         delta = tl.load(DELTA + rows, mask=row_in, other=0.0)
-        scores_t = tl.dot(k, tl.trans(q)) * qk_scale  # S^T, (BLOCK_N, BLOCK_M), log2 units
+        scores_t = (
+            tl.dot(k, tl.trans(q), input_precision=DOT_PRECISION) * qk_scale
+        )  # S^T, (BLOCK_N, BLOCK_M), log2 units
         probs_t = tl.math.exp2(scores_t - lse2[None, :])  # P^T recomputed from L
         if MASKED:  # causal diagonal band: query i sees key j only when j <= i
             probs_t = tl.where(rows[None, :] >= cols[:, None], probs_t, 0.0)
-        dv = tl.dot(probs_t.to(do.dtype), do, dv)  # dV += P^T dO
-        dprobs_t = tl.dot(v, tl.trans(do))  # dP^T = V dO^T
+        dv = tl.dot(probs_t.to(do.dtype), do, dv, input_precision=DOT_PRECISION)  # dV += P^T dO
+        dprobs_t = tl.dot(v, tl.trans(do), input_precision=DOT_PRECISION)  # dP^T = V dO^T
         dscores_t = probs_t * (dprobs_t - delta[None, :])  # dS^T = P^T * (dP^T - D)
-        dk = tl.dot(dscores_t.to(q.dtype), q, dk)  # dK += dS^T Q (scaled by the caller)
+        dk = tl.dot(
+            dscores_t.to(q.dtype), q, dk, input_precision=DOT_PRECISION
+        )  # dK += dS^T Q (scaled by the caller)
+        if FUSED_DQ:  # dQ_i += dS K / sqrt(d), summed over key tiles by float32 atomics
+            dq_part = tl.dot(tl.trans(dscores_t).to(k.dtype), k, input_precision=DOT_PRECISION)
+            tl.atomic_add(
+                dq_ptrs + start_m * HEAD_DIM,
+                dq_part * sm_scale,
+                mask=row_in[:, None],
+                sem="relaxed",
+            )
     return dk, dv
 
 
@@ -264,6 +286,7 @@ def _attn_bwd_dkdv_kernel(
     DELTA,
     DK,
     DV,
+    DQ_ACC,  # float32 (B, H, T_q, D), zeroed; only used with FUSED_DQ
     stride_qb,
     stride_qh,
     stride_qt,
@@ -298,6 +321,8 @@ def _attn_bwd_dkdv_kernel(
     CAUSAL: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+    FUSED_DQ: tl.constexpr,
 ):
     bh = tl.program_id(1).to(tl.int64)
     batch, head = bh // n_heads, bh % n_heads
@@ -316,6 +341,7 @@ def _attn_bwd_dkdv_kernel(
     do_ptrs += offs_m[:, None] * stride_dot + offs_d[None, :] * stride_dod
     LSE += bh * n_queries
     DELTA += bh * n_queries
+    dq_ptrs = DQ_ACC + bh * n_queries * HEAD_DIM + offs_m[:, None] * HEAD_DIM + offs_d[None, :]
 
     dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
@@ -326,15 +352,18 @@ def _attn_bwd_dkdv_kernel(
         dk, dv = _attn_bwd_dkdv_query_loop(
             dk, dv, k, v, q_ptrs, do_ptrs, LSE, DELTA, stride_qt, stride_dot, cols, offs_m,
             start_n, band_end, n_queries, qk_scale, BLOCK_M, True,
+            DOT_PRECISION, FUSED_DQ, dq_ptrs, sm_scale, HEAD_DIM,
         )  # fmt: skip
         dk, dv = _attn_bwd_dkdv_query_loop(
             dk, dv, k, v, q_ptrs, do_ptrs, LSE, DELTA, stride_qt, stride_dot, cols, offs_m,
             band_end, n_queries, n_queries, qk_scale, BLOCK_M, False,
+            DOT_PRECISION, FUSED_DQ, dq_ptrs, sm_scale, HEAD_DIM,
         )  # fmt: skip
     else:
         dk, dv = _attn_bwd_dkdv_query_loop(
             dk, dv, k, v, q_ptrs, do_ptrs, LSE, DELTA, stride_qt, stride_dot, cols, offs_m,
             0, n_queries, n_queries, qk_scale, BLOCK_M, False,
+            DOT_PRECISION, FUSED_DQ, dq_ptrs, sm_scale, HEAD_DIM,
         )  # fmt: skip
 
     dk *= sm_scale  # dK = dS^T Q / sqrt(d)
@@ -372,6 +401,7 @@ def _attn_bwd_dq_key_loop(
     BLOCK_N: tl.constexpr,
     MASKED: tl.constexpr,
     CAUSAL: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     """Accumulate dQ (unscaled) of one query tile over key tiles [key_lo, key_hi)."""
     for start_n in range(key_lo, key_hi, BLOCK_N):
@@ -384,16 +414,20 @@ def _attn_bwd_dq_key_loop(
         else:
             k = tl.load(k_ptrs + start_n * stride_kt)
             v = tl.load(v_ptrs + start_n * stride_vt)
-        scores = tl.dot(q, tl.trans(k)) * qk_scale  # (BLOCK_M, BLOCK_N), log2 units
+        scores = (
+            tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale
+        )  # (BLOCK_M, BLOCK_N), log2 units
         probs = tl.math.exp2(scores - lse2[:, None])  # P recomputed from L
         if MASKED:
             keep = cols[None, :] < n_keys
             if CAUSAL:
                 keep = keep & (rows[:, None] >= cols[None, :])
             probs = tl.where(keep, probs, 0.0)
-        dprobs = tl.dot(do, tl.trans(v))  # dP = dO V^T
+        dprobs = tl.dot(do, tl.trans(v), input_precision=DOT_PRECISION)  # dP = dO V^T
         dscores = probs * (dprobs - delta[:, None])  # dS = P * (dP - D)
-        dq = tl.dot(dscores.to(k.dtype), k, dq)  # dQ += dS K (scaled by the caller)
+        dq = tl.dot(
+            dscores.to(k.dtype), k, dq, input_precision=DOT_PRECISION
+        )  # dQ += dS K (scaled by the caller)
     return dq
 
 
@@ -436,6 +470,7 @@ def _attn_bwd_dq_kernel(
     CAUSAL: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     tile_m = tl.program_id(0)
     if CAUSAL:  # the last query tiles see the most keys: start them first
@@ -470,22 +505,23 @@ def _attn_bwd_dq_kernel(
     if CAUSAL:
         dq = _attn_bwd_dq_key_loop(
             dq, q, do, lse2, delta, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
-            0, start_m, n_keys, qk_scale, BLOCK_N, False, CAUSAL,
+            0, start_m, n_keys, qk_scale, BLOCK_N, False, CAUSAL, DOT_PRECISION,
         )  # fmt: skip
         dq = _attn_bwd_dq_key_loop(
             dq, q, do, lse2, delta, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
             start_m, tl.minimum(start_m + BLOCK_M, n_keys), n_keys, qk_scale, BLOCK_N, True, CAUSAL,
+            DOT_PRECISION,
         )  # fmt: skip
     else:
         full_end = (n_keys // BLOCK_N) * BLOCK_N
         dq = _attn_bwd_dq_key_loop(
             dq, q, do, lse2, delta, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
-            0, full_end, n_keys, qk_scale, BLOCK_N, False, CAUSAL,
+            0, full_end, n_keys, qk_scale, BLOCK_N, False, CAUSAL, DOT_PRECISION,
         )  # fmt: skip
         if full_end < n_keys:
             dq = _attn_bwd_dq_key_loop(
                 dq, q, do, lse2, delta, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
-                full_end, n_keys, n_keys, qk_scale, BLOCK_N, True, CAUSAL,
+                full_end, n_keys, n_keys, qk_scale, BLOCK_N, True, CAUSAL, DOT_PRECISION,
             )  # fmt: skip
 
     dq *= sm_scale  # dQ = dS K / sqrt(d)
@@ -532,6 +568,7 @@ class FlashConfig:
     fwd: TileConfig
     dkdv: TileConfig
     dq: TileConfig
+    fused_dq: bool = False  # dQ by float32 atomics inside the dK/dV kernel (dq tiles unused)
 
     def check(self) -> None:
         for name, tile in (("fwd", self.fwd), ("dkdv", self.dkdv), ("dq", self.dq)):
@@ -598,6 +635,11 @@ def _prune(configs, named_args, **kwargs):
     return kept or configs[-1:]
 
 
+# Backward strategy when no config is given. False: a separate dQ kernel recomputes P (seven
+# matrix products per tile pair, deterministic). True: the dK/dV kernel also forms dS K and adds
+# it into a float32 dQ with atomics (five products, run-to-run bitwise nondeterministic).
+FUSED_DQ = False
+
 _TUNE_KEY = ["HEAD_DIM", "CAUSAL", "SEQ_BUCKET"]  # the autotuner adds the tensors' dtypes
 _PRUNE = {"early_config_prune": _prune}
 _fwd_tuned = triton.autotune(
@@ -605,6 +647,13 @@ _fwd_tuned = triton.autotune(
 )(_attn_fwd_kernel)
 _dkdv_tuned = triton.autotune(
     _DKDV_CONFIGS, key=_TUNE_KEY, prune_configs_by=_PRUNE, cache_results=True
+)(_attn_bwd_dkdv_kernel)
+_dkdv_fused_tuned = triton.autotune(
+    _DKDV_CONFIGS,
+    key=_TUNE_KEY,
+    prune_configs_by=_PRUNE,
+    cache_results=True,
+    reset_to_zero=["DQ_ACC"],  # each timed run adds into the accumulator
 )(_attn_bwd_dkdv_kernel)
 _dq_tuned = triton.autotune(
     _DQ_CONFIGS, key=_TUNE_KEY, prune_configs_by=_PRUNE, cache_results=True
@@ -614,6 +663,19 @@ _dq_tuned = triton.autotune(
 def _seq_bucket(n_queries: int, n_keys: int) -> int:
     """0 for short sequences (few tiles: smaller ones fill the GPU better), 1 for long ones."""
     return int(max(n_queries, n_keys) > 2048)
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    """How tl.dot multiplies float32 operands (16-bit operands ignore this).
+
+    Plain TF32 keeps 10 mantissa bits, which costs float32 attention a ~2e-3 relative error.
+    Unless PyTorch is told TF32 is fine for matmuls (torch.backends.cuda.matmul.allow_tf32),
+    use 3xTF32: a split into high and low TF32 parts that restores float32 accuracy on the
+    tensor cores at about three times the TF32 cost.
+    """
+    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
+        return "tf32x3"
+    return "tf32"
 
 
 def _interpreting() -> bool:
@@ -680,6 +742,7 @@ def flash_attention_triton_forward(
         *_strides(q4), *_strides(k4), *_strides(v4), *_strides(out),
         n_heads, n_queries, n_keys, sm_scale * LOG2E, _seq_bucket(n_queries, n_keys),
     )  # fmt: skip
+    constants = dict(HEAD_DIM=head_dim, CAUSAL=is_causal, DOT_PRECISION=_dot_precision(q.dtype))
     if config is None and _interpreting():
         config = INTERPRETER_CONFIG
     if config is None:
@@ -687,11 +750,11 @@ def flash_attention_triton_forward(
         def grid(meta):
             return (triton.cdiv(n_queries, meta["BLOCK_M"]), batch * n_heads)
 
-        _fwd_tuned[grid](*args, HEAD_DIM=head_dim, CAUSAL=is_causal)
+        _fwd_tuned[grid](*args, **constants)
     else:
         config.check()
         grid = (triton.cdiv(n_queries, config.fwd.block_m), batch * n_heads)
-        _attn_fwd_kernel[grid](*args, HEAD_DIM=head_dim, CAUSAL=is_causal, **config.fwd.kwargs())
+        _attn_fwd_kernel[grid](*args, **constants, **config.fwd.kwargs())
     return out_buffer, lse_buffer
 
 
@@ -736,8 +799,16 @@ def flash_attention_triton_backward(
         sm_scale,
         _seq_bucket(n_queries, n_keys),
     )
+    if config is None and _interpreting():
+        config = INTERPRETER_CONFIG
+    fused_dq = FUSED_DQ if config is None else config.fused_dq
+    dq_acc = dk  # a placeholder pointer unless dQ is accumulated with atomics
+    if fused_dq:  # float32 accumulator: dQ itself when it is float32, else a scratch buffer
+        dq_acc = (
+            dq.zero_() if dq.dtype == torch.float32 else torch.zeros_like(dq, dtype=torch.float32)
+        )
     dkdv_args = (
-        q4, k4, v4, do4, lse, delta, dk, dv,
+        q4, k4, v4, do4, lse, delta, dk, dv, dq_acc,
         *_strides(q4), *_strides(k4), *_strides(v4), *_strides(do4), *_strides(dk), *_strides(dv),
         *common,
     )  # fmt: skip
@@ -746,8 +817,7 @@ def flash_attention_triton_backward(
         *_strides(q4), *_strides(k4), *_strides(v4), *_strides(do4), *_strides(dq),
         *common,
     )  # fmt: skip
-    if config is None and _interpreting():
-        config = INTERPRETER_CONFIG
+    constants = dict(HEAD_DIM=head_dim, CAUSAL=is_causal, DOT_PRECISION=_dot_precision(q.dtype))
     if config is None:
 
         def dkdv_grid(meta):
@@ -756,18 +826,22 @@ def flash_attention_triton_backward(
         def dq_grid(meta):
             return (triton.cdiv(n_queries, meta["BLOCK_M"]), batch * n_heads)
 
-        _dkdv_tuned[dkdv_grid](*dkdv_args, HEAD_DIM=head_dim, CAUSAL=is_causal)
-        _dq_tuned[dq_grid](*dq_args, HEAD_DIM=head_dim, CAUSAL=is_causal)
+        if fused_dq:
+            _dkdv_fused_tuned[dkdv_grid](*dkdv_args, **constants, FUSED_DQ=True)
+        else:
+            _dkdv_tuned[dkdv_grid](*dkdv_args, **constants, FUSED_DQ=False)
+            _dq_tuned[dq_grid](*dq_args, **constants)
     else:
         config.check()
         dkdv_grid = (triton.cdiv(n_keys, config.dkdv.block_n), batch * n_heads)
         _attn_bwd_dkdv_kernel[dkdv_grid](
-            *dkdv_args, HEAD_DIM=head_dim, CAUSAL=is_causal, **config.dkdv.kwargs()
+            *dkdv_args, **constants, FUSED_DQ=fused_dq, **config.dkdv.kwargs()
         )
-        dq_grid = (triton.cdiv(n_queries, config.dq.block_m), batch * n_heads)
-        _attn_bwd_dq_kernel[dq_grid](
-            *dq_args, HEAD_DIM=head_dim, CAUSAL=is_causal, **config.dq.kwargs()
-        )
+        if not fused_dq:
+            dq_grid = (triton.cdiv(n_queries, config.dq.block_m), batch * n_heads)
+            _attn_bwd_dq_kernel[dq_grid](*dq_args, **constants, **config.dq.kwargs())
+    if fused_dq and dq_acc.data_ptr() != dq.data_ptr():
+        dq.copy_(dq_acc)
     return grads
 
 

@@ -1,0 +1,248 @@
+"""FlashAttention-2 (ours, Triton) against PyTorch's attention, in the same run on the same GPU.
+
+Peers: scaled_dot_product_attention with its FlashAttention-2 backend ("sdpa_flash"), its cuDNN
+backend ("sdpa_cudnn") and its unfused math backend ("sdpa_math"), and naive PyTorch attention
+("naive": matmul, causal mask, softmax, matmul; materialises T x T). Latencies are medians of
+triton.testing.do_bench on fresh random inputs. TFLOP/s count the matrix products only: forward
+4*B*H*T_q*T_k*D, halved for causal attention (the masked half is not computed), backward 2.5x
+and forward+backward 3.5x the forward (the FlashAttention-2 paper's convention).
+
+    python benchmarks/bench_flash_attention.py headline          # the two headline shapes + memory
+    python benchmarks/bench_flash_attention.py sweep --csv PATH  # CS336 sweep (batch 1, causal)
+
+Each line printed is one JSON object with ours, each peer and the ratios peer_ms / ours_ms
+(above 1: ours is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+import triton
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from kernels_triton import flash_attention
+
+PEERS = ("sdpa_flash", "sdpa_cudnn", "sdpa_math", "naive")
+IMPLS = ("ours", *PEERS)
+PASSES = ("fwd", "bwd", "fwd_bwd")
+BACKENDS = {
+    "sdpa_flash": SDPBackend.FLASH_ATTENTION,
+    "sdpa_cudnn": SDPBackend.CUDNN_ATTENTION,
+    "sdpa_math": SDPBackend.MATH,
+}
+
+
+def naive_attention(q, k, v, is_causal):
+    """What one writes without a fused kernel: every intermediate is a (T_q, T_k) tensor."""
+    scores = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5  # (B, H, T_q, T_k)
+    if is_causal:
+        n_q, n_k = scores.shape[-2:]
+        hidden = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).triu(1)
+        scores = scores.masked_fill(hidden, float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
+
+
+def run_impl(name, q, k, v, is_causal):
+    if name == "ours":
+        return flash_attention(q, k, v, is_causal)
+    if name == "naive":
+        return naive_attention(q, k, v, is_causal)
+    with sdpa_kernel(BACKENDS[name]):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
+
+
+def forward_flops(batch, heads, n_q, n_k, dim, is_causal):
+    return 4 * batch * heads * n_q * n_k * dim / (2 if is_causal else 1)
+
+
+PASS_FLOPS = {"fwd": 1.0, "bwd": 2.5, "fwd_bwd": 3.5}
+
+
+def time_impl(name, shape, dtype, is_causal, passes, rep_ms):
+    """{pass: median ms} for one implementation; a string instead of ms when it cannot run."""
+    batch, heads, seq, dim = shape
+    gen = torch.Generator(device="cuda").manual_seed(hash((name, shape, str(dtype))) % 2**31)
+
+    def randn():
+        return torch.randn(shape, device="cuda", dtype=dtype, generator=gen).requires_grad_()
+
+    q, k, v = randn(), randn(), randn()
+    grad_out = torch.randn(shape, device="cuda", dtype=dtype, generator=gen)
+    results = {}
+    try:
+        out = run_impl(name, q, k, v, is_causal)  # first call: compile / autotune / plan
+        out.backward(grad_out)
+        torch.cuda.synchronize()
+        bench = dict(warmup=max(rep_ms // 4, 5), rep=rep_ms, return_mode="median")
+        if "fwd" in passes:
+            results["fwd"] = triton.testing.do_bench(
+                lambda: run_impl(name, q, k, v, is_causal), **bench
+            )
+        if "bwd" in passes:
+            out = run_impl(name, q, k, v, is_causal)
+            results["bwd"] = triton.testing.do_bench(
+                lambda: out.backward(grad_out, retain_graph=True), grad_to_none=[q, k, v], **bench
+            )
+        if "fwd_bwd" in passes:
+            results["fwd_bwd"] = triton.testing.do_bench(
+                lambda: run_impl(name, q, k, v, is_causal).backward(grad_out),
+                grad_to_none=[q, k, v],
+                **bench,
+            )
+    except torch.cuda.OutOfMemoryError:
+        results = dict.fromkeys(passes, "oom")
+    except RuntimeError as exc:  # e.g. "No available kernel" for float32 on flash / cuDNN
+        results = dict.fromkeys(passes, "unsupported: " + str(exc).split("\n")[0][:80])
+    finally:
+        del q, k, v, grad_out
+        out = None
+        torch.cuda.empty_cache()
+    return results
+
+
+def materialised_bytes(shape, dtype, name):
+    """Rough peak of the unfused implementations: S, P, dP, dS in the input dtype plus a bool
+    mask (naive), or float32 intermediates (the math backend upcasts half inputs)."""
+    batch, heads, seq, _ = shape
+    elem = torch.finfo(dtype).bits // 8 if name == "naive" else 4
+    return batch * heads * seq * seq * (5 * elem + 1)
+
+
+def compare(shape, dtype, is_causal, passes, rep_ms, impls=IMPLS, memory_limit=None):
+    """Time every implementation; one JSON-ready dict per pass."""
+    times = {}
+    for name in impls:
+        if name in ("naive", "sdpa_math") and memory_limit is not None:
+            if materialised_bytes(shape, dtype, name) > memory_limit:
+                times[name] = dict.fromkeys(passes, "skipped: would materialise > memory limit")
+                continue
+        times[name] = time_impl(name, shape, dtype, is_causal, passes, rep_ms)
+    batch, heads, seq, dim = shape
+    flops = forward_flops(batch, heads, seq, seq, dim, is_causal)
+    rows = []
+    for p in passes:
+        row = {
+            "batch": batch,
+            "heads": heads,
+            "seq": seq,
+            "head_dim": dim,
+            "dtype": str(dtype).removeprefix("torch."),
+            "causal": is_causal,
+            "pass": p,
+        }
+        ours = times["ours"].get(p)
+        for name in impls:
+            ms = times[name].get(p)
+            row[f"{name}_ms"] = round(ms, 4) if isinstance(ms, float) else ms
+            if isinstance(ms, float):
+                row[f"{name}_tflops"] = round(flops * PASS_FLOPS[p] / ms / 1e9, 1)
+            if name != "ours" and isinstance(ms, float) and isinstance(ours, float):
+                row[f"{name}_over_ours"] = round(ms / ours, 3)
+        rows.append(row)
+    return rows
+
+
+def peak_memory(shape, dtype, name, is_causal=True):
+    """Peak bytes allocated by one forward+backward beyond the inputs and their gradients."""
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    q, k, v = (
+        torch.randn(shape, device="cuda", dtype=dtype, generator=gen).requires_grad_()
+        for _ in range(3)
+    )
+    grad_out = torch.randn(shape, device="cuda", dtype=dtype, generator=gen)
+    run_impl(name, q, k, v, is_causal).backward(grad_out)  # warm: compile, grads allocated
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    try:
+        run_impl(name, q, k, v, is_causal).backward(grad_out)
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    except torch.cuda.OutOfMemoryError:
+        return "oom"
+    finally:
+        del q, k, v, grad_out
+        torch.cuda.empty_cache()
+
+
+def emit(row, figure):
+    print(json.dumps({"figure": figure, **row}), flush=True)
+
+
+def headline(rep_ms: int) -> None:
+    device = torch.cuda.get_device_name()
+    impls = ("ours", "sdpa_flash", "sdpa_cudnn")
+    for shape, passes in [((1, 16, 16384, 64), PASSES), ((4, 16, 4096, 128), PASSES)]:
+        for row in compare(shape, torch.bfloat16, True, passes, rep_ms, impls):
+            emit({**row, "device": device}, "flash_attention_latency")
+    shape = (1, 16, 16384, 64)
+    mem = {name: peak_memory(shape, torch.bfloat16, name) for name in (*impls, "naive")}
+    row = {"shape": list(shape), "dtype": "bfloat16", "causal": True, "pass": "fwd_bwd"}
+    for name, peak in mem.items():
+        row[f"{name}_peak_mib"] = round(peak / 2**20, 1) if isinstance(peak, int) else peak
+        if name != "ours" and isinstance(peak, int) and isinstance(mem["ours"], int):
+            row[f"{name}_over_ours"] = round(peak / mem["ours"], 2)
+    emit({**row, "device": device}, "flash_attention_peak_memory")
+
+
+def sweep(csv_path: str | None, rep_ms: int, budget_s: float) -> None:
+    device = torch.cuda.get_device_name()
+    memory_limit = 0.6 * torch.cuda.get_device_properties(0).total_memory
+    start = time.time()
+    rows = []
+    for dtype in (torch.bfloat16, torch.float32):
+        for dim in (16, 32, 64, 128):
+            for seq in (2**p for p in range(7, 17)):
+                if time.time() - start > budget_s:
+                    emit({"stopped": "budget", "elapsed_s": round(time.time() - start)}, "sweep")
+                    break
+                shape = (1, 1, seq, dim)  # CS336: batch 1, one head
+                for row in compare(shape, dtype, True, PASSES, rep_ms, IMPLS, memory_limit):
+                    row["device"] = device
+                    emit(row, "flash_attention_sweep")
+                    rows.append(row)
+    if csv_path and rows:
+        fields = sorted({key for row in rows for key in row}, key=_field_order)
+        tmp = csv_path + ".tmp"
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, csv_path)
+
+
+def _field_order(key: str):
+    head = ["device", "batch", "heads", "seq", "head_dim", "dtype", "causal", "pass"]
+    if key in head:
+        return (0, head.index(key), "")
+    impl = next((i for i, name in enumerate(IMPLS) if key.startswith(name)), len(IMPLS))
+    return (1, impl, key)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("mode", choices=["headline", "sweep"])
+    parser.add_argument("--csv", help="sweep: write every row here (written whole, then renamed)")
+    parser.add_argument("--rep-ms", type=int, default=100, help="do_bench timing window per case")
+    parser.add_argument("--budget-s", type=float, default=480, help="sweep: stop starting cases")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("this benchmark needs a CUDA GPU")
+    torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32, for every impl
+    warnings.filterwarnings("ignore")  # SDPA warns at length for every float32 flash/cuDNN call
+    if args.mode == "headline":
+        headline(args.rep_ms)
+    else:
+        sweep(args.csv, args.rep_ms, args.budget_s)
+
+
+if __name__ == "__main__":
+    main()
