@@ -68,7 +68,6 @@ PASS_FLOPS = {"fwd": 1.0, "bwd": 2.5, "fwd_bwd": 3.5}
 
 def time_impl(name, shape, dtype, is_causal, passes, rep_ms):
     """{pass: median ms} for one implementation; a string instead of ms when it cannot run."""
-    batch, heads, seq, dim = shape
     gen = torch.Generator(device="cuda").manual_seed(hash((name, shape, str(dtype))) % 2**31)
 
     def randn():
@@ -101,10 +100,6 @@ def time_impl(name, shape, dtype, is_causal, passes, rep_ms):
         results = dict.fromkeys(passes, "oom")
     except RuntimeError as exc:  # e.g. "No available kernel" for float32 on flash / cuDNN
         results = dict.fromkeys(passes, "unsupported: " + str(exc).split("\n")[0][:80])
-    finally:
-        del q, k, v, grad_out
-        out = None
-        torch.cuda.empty_cache()
     return results
 
 
@@ -120,11 +115,12 @@ def compare(shape, dtype, is_causal, passes, rep_ms, impls=IMPLS, memory_limit=N
     """Time every implementation; one JSON-ready dict per pass."""
     times = {}
     for name in impls:
-        if name in ("naive", "sdpa_math") and memory_limit is not None:
-            if materialised_bytes(shape, dtype, name) > memory_limit:
-                times[name] = dict.fromkeys(passes, "skipped: would materialise > memory limit")
-                continue
+        unfused = name in ("naive", "sdpa_math")
+        if unfused and memory_limit and materialised_bytes(shape, dtype, name) > memory_limit:
+            times[name] = dict.fromkeys(passes, "skipped: would materialise > memory limit")
+            continue
         times[name] = time_impl(name, shape, dtype, is_causal, passes, rep_ms)
+        torch.cuda.empty_cache()  # the inputs and graph of this impl are gone; free their blocks
     batch, heads, seq, dim = shape
     flops = forward_flops(batch, heads, seq, seq, dim, is_causal)
     rows = []
