@@ -86,16 +86,14 @@ def generate(
     new_tokens: list[int] = []
     try:
         for _ in range(max_new_tokens):
-            if cache is not None and cache.length > 0 and len(ids) <= context_length:
-                step_input = ids[cache.length :]  # only the tokens the cache has not seen
-                logits = model(torch.tensor([step_input], device=device), kv_cache=cache)
-            else:
+            if len(ids) > context_length:
+                cache = None  # past the window positions shift every step: nothing to reuse
+            if cache is None:
                 window = ids[-context_length:]
-                if cache is not None:
-                    cache.reset()
-                    if len(ids) > context_length:
-                        cache = None  # past the window: positions shift each step, no reuse
-                logits = model(torch.tensor([window], device=device), kv_cache=cache)
+                logits = model(torch.tensor([window], device=device))
+            else:
+                unseen = ids[cache.length :]  # the prompt at first, then only the newest token
+                logits = model(torch.tensor([unseen], device=device), kv_cache=cache)
             next_id = int(sample_next_token(logits[0, -1], temperature, top_p, generator))
             ids.append(next_id)
             new_tokens.append(next_id)
