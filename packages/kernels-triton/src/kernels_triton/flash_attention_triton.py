@@ -590,30 +590,30 @@ INTERPRETER_CONFIG = FlashConfig(
 
 
 def default_config(head_dim: int, dtype: torch.dtype) -> FlashConfig:
-    """Good tiles without tuning (the tests use these; the autotuner searches around them)."""
+    """Good tiles without tuning (the GPU tests use these; the autotuner also tries others)."""
     if dtype == torch.float32:  # 4-byte elements: half the tile area fits in shared memory
         return FlashConfig(
             TileConfig(64, 32, 4, 3), TileConfig(32, 64, 4, 2), TileConfig(64, 32, 4, 2)
         )
-    warps = 8 if head_dim == 128 else 4
     return FlashConfig(
-        TileConfig(128, 64, warps, 3), TileConfig(32, 128, 4, 3), TileConfig(128, 32, 4, 3)
+        TileConfig(128, 64, 8, 3), TileConfig(64, 64, 4, 3), TileConfig(128, 64, 8, 3)
     )
 
 
-def _configs(pairs, warps, stages):
+def _configs(tiles):
     return [
         triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s)
-        for m, n in pairs
-        for w in warps
-        for s in stages
+        for m, n, w, s in tiles
     ]
 
 
-# A small space: every config costs a compile (~1-2 s) the first time a (head_dim, dtype) is seen.
-_FWD_CONFIGS = _configs([(128, 64), (128, 128), (64, 64)], [4, 8], [3])
-_DKDV_CONFIGS = _configs([(32, 128), (64, 128), (32, 64)], [4, 8], [3])
-_DQ_CONFIGS = _configs([(128, 32), (128, 64), (64, 32)], [4, 8], [3])
+# (BLOCK_M, BLOCK_N, num_warps, num_stages): the fastest few of a wider sweep on an H100
+# (benchmarks/bench_flash_tiles.py, B1 H16 T16K D64 and B4 H16 T4K D128, bf16, causal), plus
+# small tiles for float32. Each config costs a compile (~1 s) the first time a (head_dim, dtype)
+# is seen, and a few timed runs per autotuning key.
+_FWD_CONFIGS = _configs([(128, 64, 8, 3), (64, 64, 4, 3), (128, 64, 8, 4), (64, 32, 4, 3)])
+_DKDV_CONFIGS = _configs([(64, 64, 4, 3), (64, 64, 4, 2), (32, 64, 4, 2), (64, 128, 8, 3)])
+_DQ_CONFIGS = _configs([(128, 64, 8, 3), (64, 64, 4, 3), (64, 32, 4, 3)])
 
 
 def _shared_memory_bytes(config: triton.Config, head_dim: int, elem_bytes: int) -> int:
