@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import chain, pairwise, repeat
+from itertools import pairwise, repeat
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +75,8 @@ class Tokenizer:
             missing = e.args[0]
             raise ValueError(f"vocab: byte {missing!r} has no id; all 256 need one") from None
 
+        self._bytes_are_ids = self._byte_ids == list(range(256))  # true unless GPT-2's files
+
         # Merge rank r joins ids (a, b) into id _merged[r].
         self._ranks: dict[tuple[int, int], int] = {}
         self._merged: list[int] = []
@@ -134,7 +136,7 @@ class Tokenizer:
         """The ids of `text` with special tokens treated as plain text."""
         lookup = self._cache.__getitem__  # dict lookup in C; a miss runs the BPE once
         if len(text) <= _BLOCK_CHARS:
-            return list(chain.from_iterable(map(lookup, pretokens(text))))
+            return _concat(map(lookup, pretokens(text)))
         # A long text goes in blocks so that the list of pre-tokens stays small. A block's last
         # pre-token might continue past the block's end, so it is matched again with the next.
         ids: list[int] = []
@@ -144,7 +146,7 @@ class Tokenizer:
             pieces = pretokens(text, start, end)
             if end < len(text) and len(pieces) > 1:
                 pieces.pop()
-            ids += chain.from_iterable(map(lookup, pieces))
+            ids += _concat(map(lookup, pieces))
             start += sum(map(len, pieces))
         return ids
 
@@ -183,7 +185,7 @@ class Tokenizer:
         words = pretokens(last)
         if words:
             rest = words.pop()
-            ids += chain.from_iterable(map(self._cache.__getitem__, words))
+            ids += _concat(map(self._cache.__getitem__, words))
         else:
             rest = ""
         return ids, rest + tail
@@ -196,7 +198,8 @@ class Tokenizer:
         re-ranks only the two neighbouring pairs. Equal ranks merge leftmost first, which is
         the left-to-right rule for runs such as "a a a" with the merge (a, a).
         """
-        ids = [self._byte_ids[b] for b in piece.encode("utf-8")]
+        raw = piece.encode("utf-8")
+        ids = list(raw) if self._bytes_are_ids else [self._byte_ids[b] for b in raw]
         if len(ids) < 2:
             return tuple(ids)
         get = self._ranks.get
@@ -331,6 +334,16 @@ class Tokenizer:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._cache = _PieceCache(self._encode_piece)
+
+
+def _concat(tuples: Iterable[tuple[int, ...]]) -> list[int]:
+    """Concatenate tuples of ids. list.extend copies each tuple in one go, which beats
+    list(chain.from_iterable(...)) by about 20% here, where most tuples hold one id."""
+    ids: list[int] = []
+    extend = ids.extend
+    for t in tuples:
+        extend(t)
+    return ids
 
 
 class _PieceCache(dict):
