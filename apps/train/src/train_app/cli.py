@@ -247,14 +247,14 @@ def cmd_generate(config: cfg.Config, run: RunDir, args, out: TextIO) -> None:
     print(f"\n(step {step:,} of {run.root}; appended to {run.samples_path})", file=sys.stderr)
 
 
-def cmd_pipeline(config: cfg.Config, run: RunDir, out: TextIO, t_start: float) -> None:
+def cmd_pipeline(config: cfg.Config, run: RunDir, out: TextIO, t_start: float) -> int:
     from train_app.sampling import load_tokenizer
 
     cmd_tokenize(config, run, out)
     t_train = time.perf_counter()
     result = cmd_train(config, run, out)
     if result.interrupted:
-        return
+        return 130
     tokenizer = load_tokenizer(run)
     model = result.model.eval()
     text = _sample_and_save(config, run, model, tokenizer, result.step, out)
@@ -270,6 +270,7 @@ def cmd_pipeline(config: cfg.Config, run: RunDir, out: TextIO, t_start: float) -
         file=out,
     )
     print_written(run, out)
+    return 0
 
 
 def print_written(run: RunDir, out: TextIO) -> None:
@@ -347,13 +348,12 @@ def run_command(argv: list[str], out: TextIO, t_start: float) -> int:
     if command in ("resume", "generate") and not run.config_path.exists():
         raise UserError(f"{run.root} is not a run directory (it has no config.toml)")
     if command is None:
-        cmd_pipeline(config, run, out, t_start)
+        return cmd_pipeline(config, run, out, t_start)
     elif command == "tokenize":
         cmd_tokenize(config, run, out)
-    elif command == "train":
-        cmd_train(config, run, out)
-    elif command == "resume":
-        cmd_train(config, run, out, require_checkpoint=True)
+    elif command in ("train", "resume"):
+        result = cmd_train(config, run, out, require_checkpoint=command == "resume")
+        return 130 if result.interrupted else 0
     elif command == "generate":
         cmd_generate(config, run, args, out)
     elif command == "info":

@@ -173,7 +173,8 @@ def train(
             requested = bool(flag.item())
         if requested:
             raise StopRequested
-        return optim.cosine_lr(step, o.lr, o.min_lr, o.warmup_steps, t.max_steps)
+        # (a run shorter than its warmup warms up over all of it)
+        return optim.cosine_lr(step, o.lr, o.min_lr, min(o.warmup_steps, t.max_steps), t.max_steps)
 
     train_config = tr.TrainConfig(
         max_steps=t.max_steps,
