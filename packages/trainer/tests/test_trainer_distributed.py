@@ -6,16 +6,28 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from trainer import read_metrics
+
+sys.path.insert(0, str(Path(__file__).parent))
+import trainer_testutil
 
 SCRIPT = Path(__file__).parent / "trainer_testutil.py"
 
 
-def run(out, *args, nproc=1):
-    launcher = [sys.executable]
-    if nproc > 1:
-        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+def run_here(out, *args):
+    """The single-process reference, in this process (saves a Python + torch start-up)."""
+    threads = torch.get_num_threads()
+    try:
+        trainer_testutil.main(["--out", str(out), *args])
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run(out, *args, nproc):
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    launcher += [f"--nproc_per_node={nproc}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [*launcher, str(SCRIPT), "--out", str(out), *args],
@@ -44,8 +56,9 @@ def test_two_gloo_ranks_match_one_process_and_resume(tmp_path):
         "--eval-interval",
         "5",
     ]
-    run(tmp_path / "single", *args)
-    run(tmp_path / "ddp", *args, nproc=2)
+    run_here(tmp_path / "single", *args)
+    # The two ranks train, then both resume from the step-5 checkpoint into ddp/resumed.
+    run(tmp_path / "ddp", *args, "--then-resume-from", "5", nproc=2)
 
     single, ddp = losses(tmp_path / "single", "train_loss"), losses(tmp_path / "ddp", "train_loss")
     assert len(single) == len(ddp) == 10

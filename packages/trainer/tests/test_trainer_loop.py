@@ -122,9 +122,10 @@ def test_nonfinite_loss_skip_leaves_weights_untouched(tmp_path):
     original_step = trainer._train_step
 
     def spy():
+        step = trainer.step + 1  # the step about to be taken (steps count from 1)
         before = [p.detach().clone() for p in model.parameters()]
         result = original_step()
-        snapshots[trainer.step + 1] = (before, [p.detach().clone() for p in model.parameters()])
+        snapshots[step] = (before, [p.detach().clone() for p in model.parameters()])
         return result
 
     trainer._train_step = spy

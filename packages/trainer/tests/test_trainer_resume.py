@@ -7,7 +7,12 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from trainer import latest_checkpoint, read_metrics
+
+sys.path.insert(0, str(Path(__file__).parent))
+import trainer_testutil
 
 SCRIPT = Path(__file__).parent / "trainer_testutil.py"
 COMPARED = ("step", "tokens", "lr", "train_loss", "grad_norm", "val_loss")
@@ -29,7 +34,11 @@ def comparable(records):
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     steps = "60"
-    run_script(tmp_path / "uninterrupted", "--steps", steps)
+    threads = torch.get_num_threads()
+    try:  # the reference runs in this process; the victim and its resumption do not
+        trainer_testutil.main(["--out", str(tmp_path / "uninterrupted"), "--steps", steps])
+    finally:
+        torch.set_num_threads(threads)
     reference = read_metrics(tmp_path / "uninterrupted" / "metrics.jsonl")
 
     victim_dir = tmp_path / "killed"

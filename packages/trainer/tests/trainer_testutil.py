@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -55,8 +56,6 @@ def make_tokens(n: int, seed: int = 0, vocab: int = VOCAB) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from trainer import TrainConfig, Trainer
-
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
     parser.add_argument("--steps", type=int, default=40)
@@ -66,9 +65,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-interval", type=int, default=10)
     parser.add_argument("--resume", default=None)
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds per step (slows a run)")
+    parser.add_argument(
+        "--then-resume-from",
+        type=int,
+        default=None,
+        help="after the run, resume from its checkpoint at this step into OUT/resumed",
+    )
     args = parser.parse_args(argv)
-
     torch.set_num_threads(1)
+    train(args, args.out, args.resume)
+    if args.then_resume_from is not None:
+        checkpoint = (
+            Path(args.out) / "checkpoints" / f"ckpt_{args.then_resume_from:08d}.safetensors"
+        )
+        train(args, Path(args.out) / "resumed", checkpoint)
+
+
+def train(args, out, resume) -> None:
+    from trainer import TrainConfig, Trainer
+
     torch.manual_seed(1234)
     model = TinyLM()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.1)
@@ -101,8 +116,8 @@ def main(argv: list[str] | None = None) -> None:
         make_tokens(1000, seed=2),
         config,
         lr_schedule=schedule,
-        out_dir=args.out,
-        resume_from=args.resume,
+        out_dir=out,
+        resume_from=resume,
         console=None,
     )
     trainer.fit()

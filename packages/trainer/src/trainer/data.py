@@ -203,32 +203,62 @@ class TokenLoader:
         )
         self._pending: Future | None = None
         self._pending_state: dict | None = None  # generator state before the pending draw
+        # On CUDA, batches are gathered straight into a ring of pinned host buffers that are
+        # allocated once: no pinning per batch, and the copy to the GPU never blocks the host.
+        # A slot is refilled only after the event recorded behind its last copy has passed.
+        self._pinned: list[torch.Tensor] = []
+        self._copied: list[torch.cuda.Event | None] = []
+        self._slot = 0
+        if self.device.type == "cuda":
+            shape = (batch_size, context_length + 1)
+            self._pinned = [torch.empty(shape, dtype=torch.int64).pin_memory() for _ in range(3)]
+            self._copied = [None] * len(self._pinned)
 
     def _draw_starts(self) -> np.ndarray:
         high = len(self.data) - self.context_length
         starts = self.generator.integers(0, high, size=self.batch_size * self.world_size)
         return starts[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
 
+    def _gather(self, starts: np.ndarray, slot: int | None):
+        """Windows for `starts`: an int64 array, or (CUDA) the index of the filled pinned slot."""
+        if slot is None:
+            return _gather_windows(self.data, starts, self.context_length)
+        if self._copied[slot] is not None:
+            self._copied[slot].synchronize()  # the GPU has finished reading this buffer
+        offsets = np.arange(self.context_length + 1)
+        self._pinned[slot].numpy()[...] = self.data[starts[:, None] + offsets[None, :]]
+        return slot
+
     def _submit(self) -> None:
         self._pending_state = self.generator.bit_generator.state
         starts = self._draw_starts()
+        slot = None
+        if self._pinned:
+            slot, self._slot = self._slot, (self._slot + 1) % len(self._pinned)
         if self._pool is None:
             self._pending = Future()
-            self._pending.set_result(_gather_windows(self.data, starts, self.context_length))
+            self._pending.set_result(self._gather(starts, slot))
         else:
-            self._pending = self._pool.submit(
-                _gather_windows, self.data, starts, self.context_length
-            )
+            self._pending = self._pool.submit(self._gather, starts, slot)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next (x, y), each (batch_size, context_length) int64 on the loader's device."""
         if self._pending is None:
             self._submit()
-        windows = self._pending.result()
+        gathered = self._pending.result()
         self._pending = None
         self._pending_state = None
+        if self._pinned:
+            batch = self._pinned[gathered].to(self.device, non_blocking=True)  # (B, T+1)
+            event = torch.cuda.Event()
+            event.record()
+            self._copied[gathered] = event
+            x, y = batch[:, :-1].contiguous(), batch[:, 1:].contiguous()  # (B, T), (B, T)
+        else:
+            x, y = _to_device(gathered, self.device)
         if self._pool is not None:
             self._submit()  # gather the following batch while this one trains
-        return _to_device(windows, self.device)
+        return x, y
 
     __next__ = next
 

@@ -20,6 +20,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -72,6 +73,34 @@ def _total_grad_norm(params: list[torch.nn.Parameter]) -> torch.Tensor:
     grads = [p.grad for p in params if p.grad is not None]
     norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
     return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+
+
+@dataclass
+class _StepNumbers:
+    """One step's (loss, grad norm), copied device -> host without blocking the host."""
+
+    step: int
+    tokens_seen: int
+    tokens: int
+    lr: float
+    host: torch.Tensor
+    copied: torch.cuda.Event | None
+    skipped: bool
+
+    @classmethod
+    def start_copy(cls, step, tokens_seen, tokens, lr, stats: torch.Tensor, skipped: bool):
+        if stats.device.type != "cuda":
+            return cls(step, tokens_seen, tokens, lr, stats, None, skipped)
+        host = stats.to("cpu", non_blocking=True)  # lands in pinned memory
+        copied = torch.cuda.Event()
+        copied.record()
+        return cls(step, tokens_seen, tokens, lr, host, copied, skipped)
+
+    def values(self) -> tuple[float, float]:
+        if self.copied is not None:
+            self.copied.synchronize()
+        loss, grad_norm = self.host.tolist()
+        return loss, grad_norm
 
 
 class Trainer:
@@ -177,7 +206,9 @@ class Trainer:
         self.tokens_seen = 0
         self.wall_offset = 0.0  # wall-clock seconds of earlier runs of this run (resume)
         self.last_checkpoint: Path | None = None
-        self.timings = dict.fromkeys(("data", "step", "log", "eval", "checkpoint"), 0.0)
+        # Host seconds by activity: "step" queues work (it includes "data"); "wait" is the host
+        # waiting for the device to finish a step (not overhead: the device is busy).
+        self.timings = dict.fromkeys(("step", "data", "wait", "log", "eval", "checkpoint"), 0.0)
 
     def _loader(self, data: Any, seed: int, name: str, prefetch: bool | None = None):
         if hasattr(data, "next") and hasattr(data, "state_dict"):
@@ -203,52 +234,38 @@ class Trainer:
         config = self.config
         self._start()
         self._wall_start = time.perf_counter()
-        window_start, window_tokens = time.perf_counter(), 0
-        last_train_loss = last_val_loss = None
+        self._window = (time.perf_counter(), 0)  # (start time, tokens) of the throughput window
+        self._last_train_loss = self._last_val_loss = None
+        pending: _StepNumbers | None = None
         try:
             while self.step < config.max_steps:
-                t0 = time.perf_counter()
-                loss, grad_norm, lr, skipped = self._train_step()
-                self.timings["step"] += time.perf_counter() - t0
-                self.step += 1
-                step_tokens = config.batch_size * config.context_length
-                self.tokens_seen += step_tokens
-                window_tokens += step_tokens
-                last_train_loss = loss
-
-                t0 = time.perf_counter()
+                try:
+                    t0 = time.perf_counter()
+                    current = self._train_step()
+                    self.timings["step"] += time.perf_counter() - t0
+                finally:
+                    # Report the previous step now that this one is queued behind it (or, if
+                    # this step raised, so that no finished step goes unreported).
+                    if pending is not None:
+                        self._report(pending)
+                        pending = None
+                pending = current
                 at_end = self.step == config.max_steps
-                if self.step % config.log_interval == 0 or at_end or skipped:
-                    now = time.perf_counter()
-                    tokens_per_s = window_tokens / max(now - window_start, 1e-9)
-                    self.logger.log(self._train_record(loss, grad_norm, lr, tokens_per_s, skipped))
-                    window_start, window_tokens = now, 0
-                self.logger.progress(self.step, loss)
-                self.timings["log"] += time.perf_counter() - t0
-
-                if self.val_loader is not None and (
+                eval_due = self.val_loader is not None and (
                     self.step % config.eval_interval == 0 or at_end
-                ):
-                    t0 = time.perf_counter()
-                    last_val_loss = self.evaluate()
-                    self.logger.log(
-                        {
-                            "step": self.step,
-                            "tokens": self.tokens_seen,
-                            "val_loss": last_val_loss,
-                            "wall_s": self._wall(),
-                        }
-                    )
-                    self.timings["eval"] += time.perf_counter() - t0
-                    window_start += time.perf_counter() - t0  # eval time is not training time
-
-                if self.checkpointer is not None and (
+                )
+                save_due = self.checkpointer is not None and (
                     self.step % config.checkpoint_interval == 0 or at_end
-                ):
-                    t0 = time.perf_counter()
-                    self.save()
-                    self.timings["checkpoint"] += time.perf_counter() - t0
-                    window_start += time.perf_counter() - t0
+                )
+                if eval_due or save_due or current.skipped:
+                    self._report(pending)  # never evaluate or save a step not yet checked
+                    pending = None
+                if eval_due:
+                    self._timed("eval", self._evaluate_and_log)
+                if save_due:
+                    self._timed("checkpoint", self.save)
+            if pending is not None:
+                self._report(pending)
         finally:
             self.logger.close()
             for loader in (self.train_loader, self.val_loader):
@@ -262,12 +279,26 @@ class Trainer:
         return {
             "step": self.step,
             "tokens": self.tokens_seen,
-            "train_loss": last_train_loss,
-            "val_loss": last_val_loss,
+            "train_loss": self._last_train_loss,
+            "val_loss": self._last_val_loss,
             "wall_s": self._wall(),
             "timings_s": dict(self.timings),
             "last_checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
         }
+
+    def _timed(self, name: str, fn: Callable[[], Any]) -> None:
+        """Run `fn`, book its time under `name`, and keep it out of the throughput window."""
+        t0 = time.perf_counter()
+        fn()
+        spent = time.perf_counter() - t0
+        self.timings[name] += spent
+        window_start, window_tokens = self._window
+        self._window = (window_start + spent, window_tokens)
+
+    def _evaluate_and_log(self) -> None:
+        self._last_val_loss = self.evaluate()
+        record = {"step": self.step, "tokens": self.tokens_seen, "val_loss": self._last_val_loss}
+        self.logger.log({**record, "wall_s": self._wall()})
 
     def _start(self) -> None:
         source = self.resume_from
@@ -284,28 +315,18 @@ class Trainer:
     def _wall(self) -> float:
         return self.wall_offset + time.perf_counter() - self._wall_start
 
-    def _train_record(self, loss, grad_norm, lr, tokens_per_s, skipped) -> dict[str, Any]:
-        mfu = None
-        if self.flops_per_token and self.peak_flops:
-            mfu = tokens_per_s * self.flops_per_token / (self.peak_flops * self.dist.world_size)
-        record = {
-            "step": self.step,
-            "tokens": self.tokens_seen,
-            "lr": lr,
-            "train_loss": loss,
-            "grad_norm": grad_norm,
-            "tokens_per_s": tokens_per_s,
-            "mfu": mfu,
-            "wall_s": self._wall(),
-        }
-        if skipped:
-            record["skipped"] = True
-        return record
+    def _train_step(self) -> _StepNumbers:
+        """Queue one optimizer step; return its (loss, grad norm) on their way to the host.
 
-    def _train_step(self) -> tuple[float, float, float, bool]:
+        With on_nonfinite="stop" nothing here waits for the device: the numbers are read one
+        step later (`_report`), while the device already works on the next step, so the host
+        never leaves the accelerator idle. A NaN/inf is still caught with the step it happened
+        in, and before any evaluation or checkpoint of a later state. "skip" must know before
+        the optimizer steps, so it reads the numbers at once (one host sync per step).
+        """
         config, optimizer = self.config, self.optimizer
-        lr = self.lr_schedule(self.step) if self.lr_schedule is not None else None
-        if lr is not None:
+        if self.lr_schedule is not None:
+            lr = self.lr_schedule(self.step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
         lr = optimizer.param_groups[0]["lr"]
@@ -330,29 +351,74 @@ class Trainer:
             self.scaler.unscale_(optimizer)
         params = [p for p in self.model.parameters() if p.grad is not None]
         grad_norm = self._clip(params)
-        # The one host sync of the step: the loss averaged over ranks, and the grad norm.
+        # The loss averaged over ranks (every rank then takes the same NaN decision), and the
+        # grad norm (already global after DDP's all-reduce).
         stats = all_reduce_mean(torch.stack([loss_sum / accum, grad_norm.float()]), self.dist)
-        loss_value, norm_value = stats.tolist()
 
+        skipped = False
+        if config.on_nonfinite == "skip":
+            loss_value, norm_value = stats.tolist()  # host sync: decide before stepping
+            skipped = not self._finite(loss_value, norm_value)
+        if skipped:
+            optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.update()  # consumes the unscale_ bookkeeping of this step
+        else:
+            if self.scaler is not None:
+                self.scaler.step(optimizer)
+                self.scaler.update()
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        self.step += 1
+        step_tokens = config.batch_size * config.context_length
+        self.tokens_seen += step_tokens
+        return _StepNumbers.start_copy(self.step, self.tokens_seen, step_tokens, lr, stats, skipped)
+
+    def _finite(self, loss: float, grad_norm: float) -> bool:
         # With fp16 an inf grad norm is the scaler's business (it skips the step and shrinks the
         # scale); a non-finite *loss* is always a real problem.
-        finite = math.isfinite(loss_value) and (
-            self.scaler is not None or math.isfinite(norm_value)
-        )
-        if not finite:
-            if config.on_nonfinite == "stop":
-                raise NonFiniteLossError(
-                    self.step + 1, loss_value, norm_value, self.last_checkpoint
-                )
-            optimizer.zero_grad(set_to_none=True)
-            return loss_value, norm_value, lr, True
-        if self.scaler is not None:
-            self.scaler.step(optimizer)
-            self.scaler.update()
-        else:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss_value, norm_value, lr, False
+        return math.isfinite(loss) and (self.scaler is not None or math.isfinite(grad_norm))
+
+    def _report(self, numbers: _StepNumbers) -> None:
+        """Wait for a step's numbers, check them, and log them (every log_interval steps)."""
+        t0 = time.perf_counter()
+        loss, grad_norm = numbers.values()
+        t1 = time.perf_counter()
+        self.timings["wait"] += t1 - t0
+        if not numbers.skipped and not self._finite(loss, grad_norm):
+            raise NonFiniteLossError(numbers.step, loss, grad_norm, self.last_checkpoint)
+        self._last_train_loss = loss
+        window_start, window_tokens = self._window
+        window_tokens += numbers.tokens
+        at_end = numbers.step == self.config.max_steps
+        if numbers.step % self.config.log_interval == 0 or at_end or numbers.skipped:
+            tokens_per_s = window_tokens / max(t1 - window_start, 1e-9)
+            record = self._train_record(numbers, loss, grad_norm, tokens_per_s)
+            self.logger.log(record)
+            window_start, window_tokens = t1, 0
+        self._window = (window_start, window_tokens)
+        self.logger.progress(numbers.step, loss)
+        self.timings["log"] += time.perf_counter() - t1
+
+    def _train_record(self, numbers: _StepNumbers, loss, grad_norm, tokens_per_s) -> dict:
+        mfu = None
+        if self.flops_per_token and self.peak_flops:
+            mfu = tokens_per_s * self.flops_per_token / (self.peak_flops * self.dist.world_size)
+        record = {
+            "step": numbers.step,
+            "tokens": numbers.tokens_seen,
+            "lr": numbers.lr,
+            "train_loss": loss,
+            "grad_norm": grad_norm,
+            "tokens_per_s": tokens_per_s,
+            "mfu": mfu,
+            "wall_s": self._wall(),
+        }
+        if numbers.skipped:
+            record["skipped"] = True
+        return record
 
     def _clip(self, params: list[torch.nn.Parameter]) -> torch.Tensor:
         """Clip if configured; return the global grad norm *before* clipping."""
