@@ -118,17 +118,25 @@ def split_overrides(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
     return rest, overrides
 
 
+def _all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return [parser] + [p for a in subparsers for p in a.choices.values()]
+
+
 def _unknown_option_error(extras: list[str], parser: argparse.ArgumentParser) -> UserError:
     word = extras[0]
     if not word.startswith("-"):
         return UserError(f"unexpected argument {word!r} (commands: {', '.join(COMMANDS)})")
-    options = [s for a in parser._actions for s in a.option_strings]
-    options += [f"--{k}" for k in cfg.schema()]
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
-    if not close:  # `--lr` -> `--optim.lr`
-        by_leaf = {f"--{k.rsplit('.', 1)[-1]}": f"--{k}" for k in cfg.schema()}
-        leaf = difflib.get_close_matches(word, list(by_leaf), n=1, cutoff=0.7)
-        close = [by_leaf[leaf[0]]] if leaf else []
+    by_leaf = {f"--{k.rsplit('.', 1)[-1]}": f"--{k}" for k in cfg.schema()}
+    if word in by_leaf:  # `--lr` -> `--optim.lr`
+        close = [by_leaf[word]]
+    else:
+        options = [s for a in parser._actions for s in a.option_strings]
+        options += [f"--{k}" for k in cfg.schema()]
+        close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+        if not close:
+            leaf = difflib.get_close_matches(word, list(by_leaf), n=1, cutoff=0.7)
+            close = [by_leaf[leaf[0]]] if leaf else []
     hint = f" (did you mean {close[0]}?)" if close else ""
     return UserError(f"unknown option {word}{hint}; see --help")
 
@@ -338,6 +346,10 @@ def cmd_info(config: cfg.Config, run: RunDir, out: TextIO) -> None:
 def run_command(argv: list[str], out: TextIO, t_start: float) -> int:
     parser = build_parser()
     rest, overrides = split_overrides(argv)
+    known = {o for p in _all_parsers(parser) for a in p._actions for o in a.option_strings}
+    unknown = [a for a in rest if a.startswith("--") and a.split("=", 1)[0] not in known]
+    if unknown:  # before argparse, which would take `--lr 3`'s value for a command name
+        raise _unknown_option_error(unknown, parser)
     args, extras = parser.parse_known_args(rest)
     if extras:
         raise _unknown_option_error(extras, parser)
