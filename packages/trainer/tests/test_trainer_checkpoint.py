@@ -14,6 +14,7 @@ from trainer import (
     load_checkpoint,
     read_checkpoint,
     save_checkpoint,
+    snapshot_checkpoint,
 )
 from trainer import checkpoint as checkpoint_module
 
@@ -205,3 +206,26 @@ def test_metadata_rejects_unstorable_values(tmp_path):
     assert checkpoint_module.from_json(checkpoint_module.to_json({"b": (1, (2.0, None))})) == {
         "b": (1, (2.0, None))
     }
+
+
+def test_background_write_is_a_private_snapshot(tmp_path):
+    model, optimizer = trained_pair()
+    checkpointer = Checkpointer(tmp_path, keep=1, background=True)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    path = checkpointer.write(7, *snapshot_checkpoint(model, optimizer, 7))
+    with torch.no_grad():  # training goes on while the file is written
+        for p in model.parameters():
+            p.add_(1.0)
+    checkpointer.wait()
+    ckpt = read_checkpoint(path)
+    assert ckpt.iteration == 7
+    assert all(torch.equal(ckpt.model[k], v) for k, v in expected.items())
+
+
+def test_background_write_errors_surface_on_wait(tmp_path):
+    model, _ = trained_pair(steps=0)
+    (tmp_path / "file").write_text("not a directory")
+    checkpointer = Checkpointer(tmp_path / "file" / "sub", background=True)
+    checkpointer.write(1, *snapshot_checkpoint(model, None, 1))
+    with pytest.raises(RuntimeError, match="writing a checkpoint"):
+        checkpointer.wait()

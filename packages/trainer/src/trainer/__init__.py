@@ -4,7 +4,7 @@ ids -> logits model. See packages/trainer/README.md.
 Table of contents:
     data                      get_batch, TokenLoader, open_tokens, check_token_ids
     checkpoint                save_checkpoint, load_checkpoint, read_checkpoint, CheckpointError
-    checkpointer              Checkpointer, latest_checkpoint, list_checkpoints
+    checkpointer              Checkpointer (keep-last-N, background writes), latest_checkpoint
     config                    TrainConfig
     trainer                   Trainer, NonFiniteLossError
     metrics                   MetricsLogger, read_metrics, plot_losses
@@ -18,11 +18,12 @@ from trainer.activation_checkpointing import apply_activation_checkpointing
 from trainer.checkpoint import (
     Checkpoint,
     CheckpointError,
-    checkpoint_payload,
     load_checkpoint,
     model_state_dict,
     read_checkpoint,
     save_checkpoint,
+    serialize_checkpoint,
+    snapshot_checkpoint,
     unwrap_model,
 )
 from trainer.checkpointer import Checkpointer, latest_checkpoint, list_checkpoints
@@ -48,7 +49,6 @@ __all__ = [
     "autocast",
     "capture_rng_state",
     "check_token_ids",
-    "checkpoint_payload",
     "data_parallel",
     "default_loss",
     "get_batch",
@@ -64,5 +64,7 @@ __all__ = [
     "read_metrics",
     "restore_rng_state",
     "save_checkpoint",
+    "serialize_checkpoint",
+    "snapshot_checkpoint",
     "unwrap_model",
 ]

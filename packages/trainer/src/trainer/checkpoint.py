@@ -156,7 +156,7 @@ def _unflatten_optimizer(tensors: Mapping[str, torch.Tensor], meta: dict[str, An
 
 
 def _detach_for_save(tensors: dict[str, torch.Tensor]) -> tuple[dict, dict[str, str]]:
-    """CPU, contiguous copies; tensors that share storage (tied weights) are stored once."""
+    """Private CPU copies; tensors that share storage (tied weights) are stored once."""
     out: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
     seen: dict[tuple, str] = {}
@@ -166,7 +166,9 @@ def _detach_for_save(tensors: dict[str, torch.Tensor]) -> tuple[dict, dict[str, 
             aliases[name] = seen[key]
             continue
         seen[key] = name
-        out[name] = tensor.detach().to("cpu").contiguous()
+        # copy=True: a CPU tensor would otherwise be shared with the live model, and a
+        # checkpoint written in the background must not see later optimizer steps.
+        out[name] = tensor.detach().to("cpu", copy=True).contiguous()
     return out, aliases
 
 
@@ -195,17 +197,17 @@ def write_atomic(path: Path, payload: bytes) -> None:
         pass
 
 
-def checkpoint_payload(
+def snapshot_checkpoint(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer | None,
     iteration: int,
     *,
     extra: dict[str, Any] | None = None,
     extra_tensors: dict[str, torch.Tensor] | None = None,
-) -> bytes:
-    """The bytes of a checkpoint file (see the module docstring for the layout).
-
-    Under FSDP2 gathering the full weights is a collective: every rank must call this.
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a checkpoint: private CPU copies, safe to serialize later on
+    another thread while training goes on. Under FSDP2 gathering the full weights is a
+    collective: every rank must call this.
     """
     if int(iteration) != iteration or iteration < 0:
         raise ValueError(f"iteration must be a non-negative integer, got {iteration!r}")
@@ -224,6 +226,11 @@ def checkpoint_payload(
         "aliases": to_json(aliases),
         "extra": to_json(extra or {}),
     }
+    return tensors, metadata
+
+
+def serialize_checkpoint(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """The bytes of a checkpoint file (see the module docstring for the layout)."""
     return save_safetensors_bytes(tensors, metadata=metadata)
 
 
@@ -241,8 +248,8 @@ def save_checkpoint(
     `extra` (JSON-able, tuples allowed) and `extra_tensors` carry anything else the caller needs
     to resume, e.g. the trainer's data-loader and RNG states. A path is written atomically.
     """
-    payload = checkpoint_payload(
-        model, optimizer, iteration, extra=extra, extra_tensors=extra_tensors
+    payload = serialize_checkpoint(
+        *snapshot_checkpoint(model, optimizer, iteration, extra=extra, extra_tensors=extra_tensors)
     )
     if isinstance(out, str | os.PathLike):
         write_atomic(Path(out), payload)

@@ -1,14 +1,25 @@
-"""The run's checkpoint directory: numbered files, the latest one, and keep-last-N pruning.
+"""The run's checkpoint directory: numbered files, the latest one, keep-last-N, background writes.
 
 Files are `ckpt_<step, 8 digits>.safetensors`; anything else (a temporary file left by a crash
-mid-write, say) is ignored, so `latest()` always names a complete checkpoint.
+mid-write, say) is ignored, so `latest_checkpoint()` always names a complete checkpoint.
+
+Writing a checkpoint has two halves. Taking the snapshot (copying weights and optimizer state to
+host memory) must happen between two steps, on the training thread. Serializing and writing the
+file (the slow half: hundreds of MB through the page cache and fsync) only reads that private
+snapshot, so with `background=True` it runs on a writer thread while training continues, as in
+torchtitan's async checkpointing. At most one write is in flight; `wait()` joins it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import threading
 from pathlib import Path
+
+import torch
+
+from trainer.checkpoint import serialize_checkpoint, write_atomic
 
 _NAME = re.compile(r"^ckpt_(\d{8,})\.safetensors$")
 
@@ -36,19 +47,56 @@ def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
 
 
 class Checkpointer:
-    """Writes payloads (bytes) as numbered checkpoints and keeps the newest `keep` of them."""
+    """Writes snapshots as numbered checkpoints and keeps the newest `keep` of them."""
 
-    def __init__(self, directory: str | os.PathLike, keep: int = 3) -> None:
+    def __init__(self, directory: str | os.PathLike, keep: int = 3, background: bool = False):
         if keep < 1:
             raise ValueError(f"keep must be >= 1, got {keep}")
         self.directory = Path(directory)
         self.keep = keep
+        self.background = background
+        self._writer: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def path_for(self, step: int) -> Path:
         return self.directory / checkpoint_name(step)
 
     def latest(self) -> Path | None:
         return latest_checkpoint(self.directory)
+
+    def write(self, step: int, tensors: dict[str, torch.Tensor], metadata: dict[str, str]):
+        """Write a snapshot (from `snapshot_checkpoint`) as the checkpoint of `step`."""
+        self.wait()  # one write at a time, in order
+        path = self.path_for(step)
+        if not self.background:
+            self._write(path, tensors, metadata)
+            return path
+        self._writer = threading.Thread(
+            target=self._write_catching, args=(path, tensors, metadata), name="checkpoint-writer"
+        )
+        self._writer.start()
+        return path
+
+    def wait(self) -> None:
+        """Block until the background write (if any) is on disk; re-raise its error."""
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise RuntimeError(f"writing a checkpoint in {self.directory} failed: {error}") from (
+                error
+            )
+
+    def _write_catching(self, path, tensors, metadata) -> None:
+        try:
+            self._write(path, tensors, metadata)
+        except BaseException as e:  # surfaced by the next wait()
+            self._error = e
+
+    def _write(self, path: Path, tensors, metadata) -> None:
+        write_atomic(path, serialize_checkpoint(tensors, metadata))
+        self.prune()
 
     def prune(self) -> None:
         for _, path in list_checkpoints(self.directory)[: -self.keep]:

@@ -30,6 +30,7 @@ class TrainConfig:
     log_interval: int = 10  # steps between console lines / metrics records
     checkpoint_interval: int = 500  # steps between checkpoints (and one at the end); 0: never
     keep_checkpoints: int = 3  # the most recent N are kept; older ones are deleted
+    async_checkpoint: bool = True  # write files on a background thread (snapshot stays exact)
     progress_bar: bool | None = None  # None: draw one when stderr is a terminal
     plot: bool = True  # write loss.png at the end
 

@@ -1,6 +1,6 @@
 """The training loop: `Trainer(model, optimizer, train_data, val_data, config, ...).fit()`.
 
-It composes the swappable parts of this package — `TokenLoader` (data), `checkpoint_payload` +
+It composes the swappable parts of this package — `TokenLoader` (data), `snapshot_checkpoint` +
 `Checkpointer` (state on disk), `MetricsLogger` (reports), `data_parallel` (DDP/FSDP2) — around
 one readable step:
 
@@ -31,11 +31,10 @@ import torch.nn.functional as F
 from trainer.activation_checkpointing import apply_activation_checkpointing
 from trainer.checkpoint import (
     CheckpointError,
-    checkpoint_payload,
     load_model_weights,
     load_optimizer_state,
     read_checkpoint,
-    write_atomic,
+    snapshot_checkpoint,
 )
 from trainer.checkpointer import Checkpointer, latest_checkpoint
 from trainer.config import TrainConfig
@@ -189,7 +188,11 @@ class Trainer:
 
         # --- outputs (rank 0 only writes)
         self.checkpointer = (
-            Checkpointer(self.out_dir / "checkpoints", config.keep_checkpoints)
+            Checkpointer(
+                self.out_dir / "checkpoints",
+                config.keep_checkpoints,
+                background=config.async_checkpoint,
+            )
             if self.out_dir is not None and config.checkpoint_interval > 0
             else None
         )
@@ -263,10 +266,12 @@ class Trainer:
                 if eval_due:
                     self._timed("eval", self._evaluate_and_log)
                 if save_due:
-                    self._timed("checkpoint", self.save)
+                    self._timed("checkpoint", lambda: self.save(block=False))
             if pending is not None:
                 self._report(pending)
         finally:
+            if self.checkpointer is not None:
+                self.checkpointer.wait()  # the last checkpoint is on disk when fit() returns
             self.logger.close()
             for loader in (self.train_loader, self.val_loader):
                 if loader is not None and hasattr(loader, "close"):
@@ -388,6 +393,8 @@ class Trainer:
         t1 = time.perf_counter()
         self.timings["wait"] += t1 - t0
         if not numbers.skipped and not self._finite(loss, grad_norm):
+            if self.checkpointer is not None:
+                self.checkpointer.wait()  # the last good checkpoint is complete
             raise NonFiniteLossError(numbers.step, loss, grad_norm, self.last_checkpoint)
         self._last_train_loss = loss
         window_start, window_tokens = self._window
@@ -474,14 +481,18 @@ class Trainer:
         }
         return state, tensors
 
-    def save(self) -> Path | None:
-        """Checkpoint the run now (rank 0 writes; under FSDP2 every rank helps gather)."""
+    def save(self, *, block: bool = True) -> Path:
+        """Checkpoint the run now (rank 0 writes; under FSDP2 every rank helps gather).
+
+        The snapshot is taken before this returns; with `block=False` (what the loop uses when
+        config.async_checkpoint is set) the file is written by a background thread.
+        """
         if self.checkpointer is None:
             raise ValueError("save() needs out_dir and config.checkpoint_interval > 0")
         state, tensors = self._trainer_state()
         path = self.checkpointer.path_for(self.step)
         if self.dist.is_main or self.config.data_parallel == "fsdp2":
-            payload = checkpoint_payload(
+            snapshot = snapshot_checkpoint(
                 self.model,
                 self.optimizer,
                 self.step,
@@ -489,8 +500,9 @@ class Trainer:
                 extra_tensors=tensors,
             )
             if self.dist.is_main:
-                write_atomic(path, payload)
-                self.checkpointer.prune()
+                self.checkpointer.write(self.step, *snapshot)
+                if block:
+                    self.checkpointer.wait()
         barrier(self.dist)
         self.last_checkpoint = path
         return path
