@@ -54,7 +54,7 @@ class Tokenizer:
         # Special tokens: reuse an id already holding their bytes, else append one.
         by_bytes = {}
         for i in sorted(self.vocab, reverse=True):
-            by_bytes[self.vocab[i]] = i  # the lowest id wins; specials are then matched first
+            by_bytes[self.vocab[i]] = i  # bytes held by several ids map to the lowest
         self.special_ids: dict[str, int] = {}
         for token in self.special_tokens:
             raw = token.encode("utf-8")

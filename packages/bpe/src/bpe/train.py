@@ -56,7 +56,9 @@ def train_bpe(
         input_path, special_tokens, num_workers=num_workers, errors=errors, progress=progress
     )
     num_merges = vocab_size - 256 - len(special_tokens)
-    id_merges = merge_pretoken_counts(counts, num_merges, progress=progress)
+    words, freqs = _words_and_freqs(counts)
+    del counts  # the words hold the same text; free the counter before merging
+    id_merges = _merge_words(words, freqs, num_merges, progress)
     return build_vocab_and_merges(id_merges, special_tokens)
 
 
@@ -78,14 +80,29 @@ def merge_pretoken_counts(
     counts: Mapping[str | bytes, int], num_merges: int, progress: bool | None = None
 ) -> list[Pair]:
     """The BPE merges (as id pairs; new ids start at 256) learned from pre-token counts."""
+    words, freqs = _words_and_freqs(counts)
+    return _merge_words(words, freqs, num_merges, progress)
+
+
+def _words_and_freqs(counts: Mapping[str | bytes, int]) -> tuple[list[str], list[int]]:
     # Each word (distinct pre-token) is held as a str with one character per token, chr(id):
     # finding a pair is then `str.find` and merging it everywhere is `str.replace`, both in C,
     # and replace's greedy left-to-right rule is exactly BPE's rule for runs like "aaa".
     # A pair is the 2-character str of its tokens.
-    words = [
-        (w.encode("utf-8") if isinstance(w, str) else bytes(w)).decode("latin-1") for w in counts
-    ]
+    # An ASCII str already is that (each character is its byte), so it is reused as it is.
+    words = [w if isinstance(w, str) and w.isascii() else _as_byte_chars(w) for w in counts]
     freqs = [int(f) for f in counts.values()]
+    return words, freqs
+
+
+def _as_byte_chars(word: str | bytes) -> str:
+    return (word.encode("utf-8") if isinstance(word, str) else bytes(word)).decode("latin-1")
+
+
+def _merge_words(
+    words: list[str], freqs: list[int], num_merges: int, progress: bool | None
+) -> list[Pair]:
+    """BPE merges over distinct pre-tokens held as one character per token (see above)."""
     pair_counts, byte_pair_words = _count_byte_pairs(words, freqs)
 
     # Heap order: highest count first, then the lexicographically greatest (bytes_a, bytes_b).
@@ -98,7 +115,9 @@ def merge_pretoken_counts(
 
     # Which words hold a pair. Pairs of two bytes use the index built with numpy; a pair with a
     # merged token is indexed when that token is created, the only time such pairs can appear.
-    pair_words: dict[str, set[int]] = {}
+    # Lists, not sets: a word listed twice is merged on its first visit and skipped on the
+    # second (find fails), and a list costs a fraction of a small set's memory.
+    pair_words: dict[str, list[int]] = {}
     merges: list[Pair] = []
     bar = Progress(num_merges, "merges", enabled=progress)
     while len(merges) < num_merges and heap:
@@ -132,7 +151,7 @@ def _apply_merge(
     words: list[str],
     freqs: list[int],
     pair_counts: dict[str, int],
-    pair_words: dict[str, set[int]],
+    pair_words: dict[str, list[int]],
 ) -> dict[str, int]:
     """Merge `pair` into `new_token` in every candidate word; keep pair counts and index exact.
 
@@ -146,7 +165,7 @@ def _apply_merge(
     c = new_token
     ba, cc = b + a, c + c
     gains: dict[str, int] = {}
-    gain_words: defaultdict[str, set[int]] = defaultdict(set)
+    gain_words: defaultdict[str, list[int]] = defaultdict(list)
     gains_get = gains.get
     find = str.find
     for wi in candidates:
@@ -167,7 +186,7 @@ def _apply_merge(
                     pair_counts[left + a] -= f
                     gained = left + c
                 gains[gained] = gains_get(gained, 0) + f
-                gain_words[gained].add(wi)
+                gain_words[gained].append(wi)
             j = i + 2
             i = find(word, pair, j)
             if j < n and i != j:
@@ -175,7 +194,7 @@ def _apply_merge(
                 pair_counts[b + right] -= f
                 gained = c + right
                 gains[gained] = gains_get(gained, 0) + f
-                gain_words[gained].add(wi)
+                gain_words[gained].append(wi)
             previous_end = j
         words[wi] = word.replace(pair, c)
     pair_counts.update(gains)
@@ -192,7 +211,7 @@ def _count_byte_pairs(words: list[str], freqs: list[int]):
     """
     lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
     flat = np.frombuffer("".join(words).encode("latin-1"), dtype=np.uint8).astype(np.int32)
-    word_of_byte = np.repeat(np.arange(len(words), dtype=np.int64), lengths)
+    word_of_byte = np.repeat(np.arange(len(words), dtype=np.int32), lengths)
     # Position p starts a pair (flat[p], flat[p+1]) when both bytes belong to the same word.
     same_word = word_of_byte[:-1] == word_of_byte[1:]
     codes = (flat[:-1] * 256 + flat[1:])[same_word]  # (num_pairs,) pair as a*256+b
