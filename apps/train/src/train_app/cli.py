@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ examples:
   uv run apps/train --data book.txt --train.max_steps 500
   uv run apps/train generate --run runs/demo --prompt "The" --temperature 0.7
   uv run apps/train --config tinystories-17m --dataset tinystories   # on a GPU
-  torchrun --nproc_per_node 4 apps/train train --run runs/tinystories-17m
+  torchrun --nproc_per_node 4 apps/train train --run-dir runs/tinystories-17m
 """
 
 
@@ -51,7 +52,11 @@ def _common_options() -> argparse.ArgumentParser:
         "(default: the run directory's own config.toml, else demo)",
     )
     common.add_argument(
-        "--run", metavar="DIR", help="run directory (default: runs/<config name>[-<data name>])"
+        "--run",
+        "--run-dir",  # the same; under torchrun, whose own --run-path makes `--run` ambiguous
+        dest="run",
+        metavar="DIR",
+        help="run directory (default: runs/<config name>[-<data name>]); --run-dir under torchrun",
     )
     common.add_argument(
         "--data",
@@ -202,7 +207,7 @@ def cmd_train(config: cfg.Config, run: RunDir, out: TextIO, require_checkpoint: 
         raise UserError(f"run directory {run.root} has no checkpoint to resume from")
     result = train(config, run, out)
     s = result.summary
-    if s and not result.interrupted:
+    if s and not result.interrupted and result.is_main:
         tps, mfu = s.get("session_tokens_per_s"), s.get("session_mfu")
         speed = f" · {tps / 1e3:,.1f}k tokens/s" if tps else ""
         speed += f" · MFU {100 * mfu:.1f}%" if mfu else ""
@@ -357,6 +362,11 @@ def run_command(argv: list[str], out: TextIO, t_start: float) -> int:
     if command == "resume" and getattr(args, "config", None):
         raise UserError("resume uses the run's own config.toml; drop --config (overrides work)")
     config, run = resolve(args, overrides)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and command not in ("train", "resume"):
+        raise UserError(
+            "under torchrun only `train` and `resume` run (one process per GPU); tokenize first "
+            "in a single process: uv run apps/train tokenize --run DIR ..."
+        )
     if command in ("resume", "generate") and not run.config_path.exists():
         raise UserError(f"{run.root} is not a run directory (it has no config.toml)")
     if command is None:

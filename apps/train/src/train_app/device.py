@@ -58,12 +58,22 @@ def _flash_attention_or_reason(head_dim: int, device: torch.device) -> tuple[Cal
     if fn is None:
         return None, "kernels_triton has no flash_attention"
     try:
-        q, k, v = torch.randn(3, 1, 2, 64, head_dim, device=device, dtype=torch.bfloat16)
-        out = fn(q, k, v, True)
-        ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-        err = (out.float() - ref.float()).abs().max().item()
-        if not err < 5e-2:  # bf16 inputs: agreement to a few bf16 ulps of values ~1
-            return None, f"flash_attention disagrees with SDPA (max error {err:.3g})"
+        # Shaped as nn_core makes them: (B, T, nh*hs) viewed as (B, nh, T, hs), not contiguous.
+        def qkv():
+            x = torch.randn(3, 2, 80, 2 * head_dim, device=device, dtype=torch.bfloat16)
+            return [t.view(2, 80, 2, head_dim).transpose(1, 2).requires_grad_() for t in x]
+
+        inputs = qkv()
+        ref_inputs = [t.detach().float().requires_grad_() for t in inputs]
+        out = fn(*inputs, True)
+        ref = torch.nn.functional.scaled_dot_product_attention(*ref_inputs, is_causal=True)
+        grad = torch.randn_like(ref)
+        out.backward(grad.to(out.dtype))
+        ref.backward(grad)
+        errors = [(out.float() - ref).abs().max().item()]
+        errors += [(a.grad.float() - b.grad).abs().max().item() for a, b in zip(inputs, ref_inputs)]
+        if not max(errors) < 0.1:  # bf16 inputs and outputs: a few bf16 ulps of values ~1
+            return None, f"flash_attention disagrees with SDPA (max error {max(errors):.3g})"
     except Exception as e:
         return None, f"flash_attention failed its smoke test ({type(e).__name__}: {e})"
     return fn, ""
