@@ -179,6 +179,10 @@ def headline(rep_ms: int) -> None:
     for shape, passes in [((1, 16, 16384, 64), PASSES), ((4, 16, 4096, 128), PASSES)]:
         for row in compare(shape, torch.bfloat16, True, passes, rep_ms, impls):
             emit({**row, "device": device}, "flash_attention_latency")
+    from kernels_triton.flash_attention_triton import _chosen_configs
+
+    for (_, key), config in _chosen_configs.items():
+        emit({"key": [str(part) for part in key], "config": str(config)}, "autotuned_config")
     shape = (1, 16, 16384, 64)
     mem = {name: peak_memory(shape, torch.bfloat16, name) for name in (*impls, "naive")}
     row = {"shape": list(shape), "dtype": "bfloat16", "causal": True, "pass": "fwd_bwd"}

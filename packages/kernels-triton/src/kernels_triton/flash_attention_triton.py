@@ -72,18 +72,17 @@ def _attn_fwd_key_loop(
         else:
             k = tl.load(k_ptrs + start_n * stride_kt)
             v = tl.load(v_ptrs + start_n * stride_vt)
-        scores = (
-            tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale
-        )  # (BLOCK_M, BLOCK_N), log2 units
+        scores = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION)  # (BLOCK_M, BLOCK_N)
         if MASKED:
             keep = cols[None, :] < n_keys
             if CAUSAL:
                 keep = keep & (rows[:, None] >= cols[None, :])
             scores = tl.where(keep, scores, -float("inf"))
         # Every row has a visible key in the first tile it meets (key 0, or its own diagonal key),
-        # so new_max is finite from then on and exp2 never sees inf - inf.
-        new_max = tl.maximum(row_max, tl.max(scores, 1))
-        probs = tl.math.exp2(scores - new_max[:, None])  # unnormalised P~
+        # so new_max is finite from then on and exp2 never sees inf - inf. The max is taken on
+        # the raw scores and scaled once per row, so each score costs one multiply-add below.
+        new_max = tl.maximum(row_max, tl.max(scores, 1) * qk_scale)  # log2 units
+        probs = tl.math.exp2(scores * qk_scale - new_max[:, None])  # unnormalised P~
         rescale = tl.math.exp2(row_max - new_max)  # 0 on the first tile (row_max = -inf)
         row_sum = row_sum * rescale + tl.sum(probs, 1)
         acc = acc * rescale[:, None]
@@ -660,6 +659,21 @@ _dq_tuned = triton.autotune(
 )(_attn_bwd_dq_kernel)
 
 
+_chosen_configs: dict[tuple, triton.Config] = {}
+
+
+def _launch_tuned(tuner, grid, args, constants: dict, key: tuple) -> None:
+    """Launch an autotuned kernel. The autotuner runs on the first call per key; later calls
+    launch the chosen config directly, skipping the autotuner's per-call argument bookkeeping
+    (~0.1 ms of Python per launch, which dominates short sequences)."""
+    config = _chosen_configs.get((id(tuner), key))
+    if config is None:
+        tuner[grid](*args, **constants)
+        _chosen_configs[(id(tuner), key)] = tuner.best_config
+    else:
+        tuner.fn[grid](*args, **constants, **config.all_kwargs())
+
+
 def _seq_bucket(n_queries: int, n_keys: int) -> int:
     """0 for short sequences (few tiles: smaller ones fill the GPU better), 1 for long ones."""
     return int(max(n_queries, n_keys) > 2048)
@@ -676,6 +690,11 @@ def _dot_precision(dtype: torch.dtype) -> str:
     if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
         return "tf32x3"
     return "tf32"
+
+
+def _tune_key(q: torch.Tensor, n_queries: int, n_keys: int, constants: dict) -> tuple:
+    """What the autotuner keys on: head_dim, causal, sequence bucket, dtype (and dot precision)."""
+    return (*constants.values(), _seq_bucket(n_queries, n_keys), q.dtype)
 
 
 def _interpreting() -> bool:
@@ -750,7 +769,7 @@ def flash_attention_triton_forward(
         def grid(meta):
             return (triton.cdiv(n_queries, meta["BLOCK_M"]), batch * n_heads)
 
-        _fwd_tuned[grid](*args, **constants)
+        _launch_tuned(_fwd_tuned, grid, args, constants, _tune_key(q, n_queries, n_keys, constants))
     else:
         config.check()
         grid = (triton.cdiv(n_queries, config.fwd.block_m), batch * n_heads)
@@ -826,11 +845,13 @@ def flash_attention_triton_backward(
         def dq_grid(meta):
             return (triton.cdiv(n_queries, meta["BLOCK_M"]), batch * n_heads)
 
+        key = _tune_key(q, n_queries, n_keys, constants)
         if fused_dq:
-            _dkdv_fused_tuned[dkdv_grid](*dkdv_args, **constants, FUSED_DQ=True)
+            constants["FUSED_DQ"] = True
+            _launch_tuned(_dkdv_fused_tuned, dkdv_grid, dkdv_args, constants, key)
         else:
-            _dkdv_tuned[dkdv_grid](*dkdv_args, **constants, FUSED_DQ=False)
-            _dq_tuned[dq_grid](*dq_args, **constants)
+            _launch_tuned(_dkdv_tuned, dkdv_grid, dkdv_args, {**constants, "FUSED_DQ": False}, key)
+            _launch_tuned(_dq_tuned, dq_grid, dq_args, constants, key)
     else:
         config.check()
         dkdv_grid = (triton.cdiv(n_keys, config.dkdv.block_n), batch * n_heads)
