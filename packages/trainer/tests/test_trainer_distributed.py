@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer import read_metrics
+from trainer import read_checkpoint, read_metrics
 
 sys.path.insert(0, str(Path(__file__).parent))
 import trainer_testutil
@@ -79,3 +79,19 @@ def test_two_gloo_ranks_match_one_process_and_resume(tmp_path):
     assert (
         losses(tmp_path / "ddp_resumed", "grad_norm") == losses(tmp_path / "ddp", "grad_norm")[5:]
     )
+
+
+def test_two_gloo_ranks_with_fsdp2_sharding_match_one_process_and_resume(tmp_path):
+    args = ["--steps", "6", "--batch-size", "8", "--checkpoint-interval", "3"]
+    run_here(tmp_path / "single", *args)
+    run(tmp_path / "fsdp2", *args, "--data-parallel", "fsdp2", "--then-resume-from", "3", nproc=2)
+    single, sharded = (
+        losses(tmp_path / "single", "train_loss"),
+        losses(tmp_path / "fsdp2", "train_loss"),
+    )
+    np.testing.assert_allclose(sharded, single, rtol=1e-5, atol=0)
+    # The checkpoint holds full (gathered) tensors: it loads into an unsharded model.
+    ckpt = read_checkpoint(tmp_path / "fsdp2" / "checkpoints" / "ckpt_00000006.safetensors")
+    assert set(ckpt.model) == set(trainer_testutil.TinyLM().state_dict())
+    # Each rank took its own shard of the full weights and moments, and retraced steps 4..6.
+    assert losses(tmp_path / "fsdp2" / "resumed", "train_loss") == sharded[3:]

@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint-interval", type=int, default=5)
     parser.add_argument("--eval-interval", type=int, default=10)
     parser.add_argument("--resume", default=None)
+    parser.add_argument("--data-parallel", default="ddp", choices=["ddp", "fsdp2"])
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds per step (slows a run)")
     parser.add_argument(
         "--then-resume-from",
@@ -86,7 +87,9 @@ def train(args, out, resume) -> None:
 
     torch.manual_seed(1234)
     model = TinyLM()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.1)
+
+    def optimizer(params):  # a factory: FSDP2 builds it after sharding the parameters
+        return torch.optim.AdamW(params, lr=3e-3, weight_decay=0.1)
 
     def schedule(step: int) -> float:
         if args.sleep:
@@ -106,6 +109,7 @@ def train(args, out, resume) -> None:
         keep_checkpoints=2,
         device="cpu",
         precision="fp32",
+        data_parallel=args.data_parallel,
         progress_bar=False,
         plot=False,
     )

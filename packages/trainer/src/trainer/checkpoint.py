@@ -106,16 +106,21 @@ def _clean_key(key: str) -> str:
 
 
 def model_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Full, unwrapped state dict (FSDP2 DTensors are gathered into plain tensors)."""
-    model = unwrap_model(model)
-    state = model.state_dict()
-    if any(_is_dtensor(t) for t in state.values()):
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    """Full, unwrapped state dict. FSDP2 shards (DTensors) are all-gathered into full tensors,
+    a collective: under FSDP2 every rank must call this, in step."""
+    state = unwrap_model(model).state_dict()
+    return {_clean_key(k): v.full_tensor() if _is_dtensor(v) else v for k, v in state.items()}
 
-        state = get_model_state_dict(
-            model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
-        )
-    return {_clean_key(k): v for k, v in state.items()}
+
+def _shard_like(full: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`full` cut the way `like` is (FSDP2 DTensor), else `full` itself. Every rank holds the
+    full tensor (read from the file), so each keeps its own shard: no communication."""
+    if not _is_dtensor(like):
+        return full
+    from torch.distributed.tensor import distribute_tensor
+
+    full = full.to(device=like.device, dtype=like.dtype)
+    return distribute_tensor(full, like.device_mesh, like.placements, src_data_rank=None)
 
 
 def _is_dtensor(t: Any) -> bool:
@@ -129,8 +134,9 @@ def _flatten_optimizer(
     state_dict = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
-    for index, param_state in state_dict["state"].items():
-        for key, value in param_state.items():
+    # Sorted: under FSDP2 each full_tensor() is a collective, so every rank must go in one order.
+    for index, param_state in sorted(state_dict["state"].items()):
+        for key, value in sorted(param_state.items()):
             if isinstance(value, torch.Tensor):
                 if _is_dtensor(value):
                     value = value.full_tensor()
@@ -302,7 +308,8 @@ def _parse(payload: bytes, source: str) -> Checkpoint:
             f"(format {metadata.get('format')!r}, expected {FORMAT!r})"
         )
     try:
-        tensors = load_safetensors_bytes(payload)
+        # The library returns tensors in no fixed order; fix one (file order) for every rank.
+        tensors = dict(sorted(load_safetensors_bytes(payload).items()))
         iteration = int(metadata["iteration"])
         optimizer_meta = from_json(metadata["optimizer"])
         aliases = from_json(metadata["aliases"])
@@ -331,7 +338,8 @@ def read_checkpoint(src: str | os.PathLike | IO[bytes]) -> Checkpoint:
 
 
 def _check_model_fits(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str):
-    expected = model_state_dict(model)
+    # The module's own state dict, not gathered: a DTensor's .shape is already the full shape.
+    expected = {_clean_key(k): v for k, v in unwrap_model(model).state_dict().items()}
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
     wrong_shape = [
@@ -356,14 +364,12 @@ def _check_model_fits(model: torch.nn.Module, weights: dict[str, torch.Tensor], 
 def load_model_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str):
     _check_model_fits(model, weights, source)
     target = unwrap_model(model)
-    if any(_is_dtensor(t) for t in target.state_dict().values()):
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
-        set_model_state_dict(target, weights, options=StateDictOptions(full_state_dict=True))
-        return
     # Keys were cleaned of wrapper names; map them back onto the module's own keys.
-    own_keys = {_clean_key(k): k for k in target.state_dict()}
-    target.load_state_dict({own_keys[k]: v for k, v in weights.items()}, strict=True)
+    own = target.state_dict()
+    target.load_state_dict(
+        {key: _shard_like(weights[_clean_key(key)], tensor) for key, tensor in own.items()},
+        strict=True,
+    )
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict | None, source: str):
@@ -377,6 +383,20 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict | None, s
             f"checkpoint {source} has optimizer param groups of sizes {saved_sizes}, "
             f"this optimizer has {own_sizes}"
         )
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if any(_is_dtensor(p) for p in params):  # FSDP2: keep this rank's shard of each moment
+        state = {
+            "state": {
+                index: {
+                    key: _shard_like(value, params[index])
+                    if isinstance(value, torch.Tensor) and value.shape == params[index].shape
+                    else value
+                    for key, value in values.items()
+                }
+                for index, values in state["state"].items()
+            },
+            "param_groups": state["param_groups"],
+        }
     try:
         optimizer.load_state_dict(state)
     except (ValueError, RuntimeError, KeyError) as e:
