@@ -57,6 +57,17 @@ def candidates(kernel: str, dtype: torch.dtype) -> list[TileConfig]:
     return tiles
 
 
+def tuned_space(kernel: str) -> list[TileConfig]:
+    """The autotuner's own candidates for this kernel."""
+    import kernels_triton.flash_attention_triton as fa
+
+    configs = {"fwd": fa._FWD_CONFIGS, "dq": fa._DQ_CONFIGS}.get(kernel, fa._DKDV_CONFIGS)
+    return [
+        TileConfig(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages)
+        for c in configs
+    ]
+
+
 def rel_err(a, b):
     return ((a.float() - b.float()).norm() / b.float().norm()).item()
 
@@ -66,9 +77,11 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=300.0)
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--kernels", default="fwd,dkdv,dq,dkdv_fused")
+    parser.add_argument("--tma", default="off,on", help="streamed tiles by TMA descriptors")
+    parser.add_argument("--space", choices=["wide", "tuned"], default="wide")
     args = parser.parse_args()
     start = time.time()
-    best: dict[tuple[str, str], tuple[float, TileConfig]] = {}
+    best: dict[tuple[str, str], tuple[float, TileConfig, bool]] = {}
     for case in args.cases.split(","):
         batch, heads, seq, dim, dtype = CASES[case]
         gen = torch.Generator(device="cuda").manual_seed(0)
@@ -84,7 +97,8 @@ def main() -> None:
         out, lse = flash_attention_triton_forward(q, k, v, True, base)
         tol = 2e-2 if dtype != torch.float32 else 5e-3
         for kernel in args.kernels.split(","):
-            for tile in candidates(kernel, dtype):
+            tiles = candidates(kernel, dtype) if args.space == "wide" else tuned_space(kernel)
+            for tile, tma in ((t, m == "on") for t in tiles for m in args.tma.split(",")):
                 if time.time() - start > args.budget_s:
                     print(json.dumps({"stopped": "budget", "elapsed_s": time.time() - start}))
                     break
@@ -93,8 +107,9 @@ def main() -> None:
                     dkdv=tile if kernel.startswith("dkdv") else base.dkdv,
                     dq=tile if kernel == "dq" else base.dq,
                     fused_dq=kernel == "dkdv_fused",
+                    tma=tma,
                 )
-                row = {"case": case, "kernel": kernel, **tile.__dict__}
+                row = {"case": case, "kernel": kernel, "tma": tma, **tile.__dict__}
                 try:
                     config.check()
                     t0 = time.time()
@@ -114,12 +129,13 @@ def main() -> None:
                     row.update(ms=round(ms, 4), max_rel_err=max(errors))
                     row["ok"] = max(errors) < tol
                     if row["ok"] and ms < best.get((case, kernel), (float("inf"),))[0]:
-                        best[(case, kernel)] = (ms, tile)
+                        best[(case, kernel)] = (ms, tile, tma)
                 except Exception as exc:  # out of shared memory, bad tile ratio, ...
                     row["error"] = f"{type(exc).__name__}: {str(exc)[:120]}"
                 print(json.dumps(row), flush=True)
-    for (case, kernel), (ms, tile) in best.items():
-        print(json.dumps({"best": case, "kernel": kernel, "ms": round(ms, 4), **tile.__dict__}))
+    for (case, kernel), (ms, tile, tma) in best.items():
+        row = {"best": case, "kernel": kernel, "ms": round(ms, 4), "tma": tma, **tile.__dict__}
+        print(json.dumps(row))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ CONFIGS = {
     "wide": FlashConfig(TileConfig(64, 32), TileConfig(32, 64), TileConfig(64, 16)),
     # dQ accumulated with atomics inside the dK/dV kernel instead of its own kernel
     "fused_dq": FlashConfig(TileConfig(32, 16), TileConfig(16, 32), TileConfig(32, 16), True),
+    # forward K/V through tensor descriptors (TMA on Hopper), as the GPU runs by default
+    "tma": FlashConfig(TileConfig(32, 16), TileConfig(16, 32), TileConfig(32, 16), tma=True),
 }
 # (B, H, T_q, T_k, D)
 SHAPES = [(2, 3, 77, 77, 32), (1, 2, 100, 45, 16), (1, 1, 128, 128, 64), (2, 1, 33, 97, 128)]
@@ -48,7 +50,7 @@ def _poisoned_like(t, dtype=None):
 
 
 @pytest.mark.parametrize("shape, is_causal", CASES)
-@pytest.mark.parametrize("config_name", ["interp", "wide", "fused_dq"])
+@pytest.mark.parametrize("config_name", ["interp", "wide", "fused_dq", "tma"])
 def test_kernels_match_float64_reference(shape, is_causal, config_name, attention_ref, rel_err):
     config = CONFIGS[config_name]
     q, k, v, grad_out = _inputs(shape, seed=hash((shape, is_causal, config_name)) % 2**31)

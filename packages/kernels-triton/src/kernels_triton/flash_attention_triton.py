@@ -60,12 +60,19 @@ def _attn_fwd_key_loop(
     MASKED: tl.constexpr,
     CAUSAL: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
+    USE_TMA: tl.constexpr,
 ):
-    """Online-softmax update of (acc, row_max, row_sum) over key tiles [key_lo, key_hi)."""
+    """Online-softmax update of (acc, row_max, row_sum) over key tiles [key_lo, key_hi).
+
+    k_ptrs and v_ptrs are (BLOCK_N, HEAD_DIM) pointer blocks, or with USE_TMA tensor descriptors
+    (the copy engine fetches the tile and fills rows past the end with zeros)."""
     for start_n in range(key_lo, key_hi, BLOCK_N):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         cols = start_n + offs_n
-        if MASKED:
+        if USE_TMA:
+            k = k_ptrs.load([start_n, 0])
+            v = v_ptrs.load([start_n, 0])
+        elif MASKED:
             key_in = (cols < n_keys)[:, None]
             k = tl.load(k_ptrs + start_n * stride_kt, mask=key_in, other=0.0)
             v = tl.load(v_ptrs + start_n * stride_vt, mask=key_in, other=0.0)
@@ -124,6 +131,7 @@ def _attn_fwd_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
+    USE_TMA: tl.constexpr,
 ):
     tile_m = tl.program_id(0)
     if CAUSAL:  # the last query tiles see the most keys: start them first to shorten the tail
@@ -144,8 +152,16 @@ def _attn_fwd_kernel(
     q = tl.load(
         Q + rows[:, None] * stride_qt + offs_d[None, :] * stride_qd, mask=row_in[:, None], other=0.0
     )
-    k_ptrs = K + offs_n[:, None] * stride_kt + offs_d[None, :] * stride_kd
-    v_ptrs = V + offs_n[:, None] * stride_vt + offs_d[None, :] * stride_vd
+    if USE_TMA:  # K and V tiles through the copy engine (Hopper); unit stride along head_dim
+        k_ptrs = tl.make_tensor_descriptor(
+            K, [n_keys, HEAD_DIM], [stride_kt, 1], [BLOCK_N, HEAD_DIM]
+        )
+        v_ptrs = tl.make_tensor_descriptor(
+            V, [n_keys, HEAD_DIM], [stride_vt, 1], [BLOCK_N, HEAD_DIM]
+        )
+    else:
+        k_ptrs = K + offs_n[:, None] * stride_kt + offs_d[None, :] * stride_kd
+        v_ptrs = V + offs_n[:, None] * stride_vt + offs_d[None, :] * stride_vd
 
     row_max = tl.full([BLOCK_M], -float("inf"), dtype=tl.float32)
     row_sum = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -155,23 +171,23 @@ def _attn_fwd_kernel(
         # crosses the diagonal; everything right of it is masked and never loaded.
         acc, row_max, row_sum = _attn_fwd_key_loop(
             acc, row_max, row_sum, q, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
-            0, start_m, n_keys, qk_scale, BLOCK_N, False, CAUSAL, DOT_PRECISION,
+            0, start_m, n_keys, qk_scale, BLOCK_N, False, CAUSAL, DOT_PRECISION, USE_TMA,
         )  # fmt: skip
         acc, row_max, row_sum = _attn_fwd_key_loop(
             acc, row_max, row_sum, q, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
             start_m, tl.minimum(start_m + BLOCK_M, n_keys), n_keys, qk_scale, BLOCK_N, True, CAUSAL,
-            DOT_PRECISION,
+            DOT_PRECISION, USE_TMA,
         )  # fmt: skip
     else:
         full_end = (n_keys // BLOCK_N) * BLOCK_N
         acc, row_max, row_sum = _attn_fwd_key_loop(
             acc, row_max, row_sum, q, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
-            0, full_end, n_keys, qk_scale, BLOCK_N, False, CAUSAL, DOT_PRECISION,
+            0, full_end, n_keys, qk_scale, BLOCK_N, False, CAUSAL, DOT_PRECISION, USE_TMA,
         )  # fmt: skip
         if full_end < n_keys:  # a last, partial key tile
             acc, row_max, row_sum = _attn_fwd_key_loop(
                 acc, row_max, row_sum, q, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
-                full_end, n_keys, n_keys, qk_scale, BLOCK_N, True, CAUSAL, DOT_PRECISION,
+                full_end, n_keys, n_keys, qk_scale, BLOCK_N, True, CAUSAL, DOT_PRECISION, USE_TMA,
             )  # fmt: skip
 
     acc = acc / row_sum[:, None]
@@ -241,14 +257,19 @@ def _attn_bwd_dkdv_query_loop(
     dq_ptrs,
     sm_scale,
     HEAD_DIM: tl.constexpr,
+    USE_TMA: tl.constexpr,
 ):
     """Accumulate dK (unscaled) and dV of one key tile over query tiles [query_lo, query_hi)."""
     for start_m in range(query_lo, query_hi, BLOCK_M):
         start_m = tl.multiple_of(start_m, BLOCK_M)
         rows = start_m + offs_m
         row_in = rows < n_queries
-        q = tl.load(q_ptrs + start_m * stride_qt, mask=row_in[:, None], other=0.0)
-        do = tl.load(do_ptrs + start_m * stride_dot, mask=row_in[:, None], other=0.0)
+        if USE_TMA:  # descriptors: rows past the end arrive as zeros
+            q = q_ptrs.load([start_m, 0])
+            do = do_ptrs.load([start_m, 0])
+        else:
+            q = tl.load(q_ptrs + start_m * stride_qt, mask=row_in[:, None], other=0.0)
+            do = tl.load(do_ptrs + start_m * stride_dot, mask=row_in[:, None], other=0.0)
         # Padding rows get L = +inf, so their recomputed probabilities are exactly 0.
         lse2 = tl.load(LSE + rows, mask=row_in, other=float("inf")) * 1.4426950408889634
         delta = tl.load(DELTA + rows, mask=row_in, other=0.0)
@@ -322,6 +343,7 @@ def _attn_bwd_dkdv_kernel(
     BLOCK_N: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
     FUSED_DQ: tl.constexpr,
+    USE_TMA: tl.constexpr,
 ):
     bh = tl.program_id(1).to(tl.int64)
     batch, head = bh // n_heads, bh % n_heads
@@ -334,10 +356,18 @@ def _attn_bwd_dkdv_kernel(
     V += batch * stride_vb + head * stride_vh
     k = tl.load(K + cols[:, None] * stride_kt + offs_d[None, :] * stride_kd, mask=col_in, other=0.0)
     v = tl.load(V + cols[:, None] * stride_vt + offs_d[None, :] * stride_vd, mask=col_in, other=0.0)
-    q_ptrs = Q + batch * stride_qb + head * stride_qh
-    q_ptrs += offs_m[:, None] * stride_qt + offs_d[None, :] * stride_qd
-    do_ptrs = DO + batch * stride_dob + head * stride_doh
-    do_ptrs += offs_m[:, None] * stride_dot + offs_d[None, :] * stride_dod
+    Q += batch * stride_qb + head * stride_qh
+    DO += batch * stride_dob + head * stride_doh
+    if USE_TMA:
+        q_ptrs = tl.make_tensor_descriptor(
+            Q, [n_queries, HEAD_DIM], [stride_qt, 1], [BLOCK_M, HEAD_DIM]
+        )
+        do_ptrs = tl.make_tensor_descriptor(
+            DO, [n_queries, HEAD_DIM], [stride_dot, 1], [BLOCK_M, HEAD_DIM]
+        )
+    else:
+        q_ptrs = Q + offs_m[:, None] * stride_qt + offs_d[None, :] * stride_qd
+        do_ptrs = DO + offs_m[:, None] * stride_dot + offs_d[None, :] * stride_dod
     LSE += bh * n_queries
     DELTA += bh * n_queries
     dq_ptrs = DQ_ACC + bh * n_queries * HEAD_DIM + offs_m[:, None] * HEAD_DIM + offs_d[None, :]
@@ -351,18 +381,18 @@ def _attn_bwd_dkdv_kernel(
         dk, dv = _attn_bwd_dkdv_query_loop(
             dk, dv, k, v, q_ptrs, do_ptrs, LSE, DELTA, stride_qt, stride_dot, cols, offs_m,
             start_n, band_end, n_queries, qk_scale, BLOCK_M, True,
-            DOT_PRECISION, FUSED_DQ, dq_ptrs, sm_scale, HEAD_DIM,
+            DOT_PRECISION, FUSED_DQ, dq_ptrs, sm_scale, HEAD_DIM, USE_TMA,
         )  # fmt: skip
         dk, dv = _attn_bwd_dkdv_query_loop(
             dk, dv, k, v, q_ptrs, do_ptrs, LSE, DELTA, stride_qt, stride_dot, cols, offs_m,
             band_end, n_queries, n_queries, qk_scale, BLOCK_M, False,
-            DOT_PRECISION, FUSED_DQ, dq_ptrs, sm_scale, HEAD_DIM,
+            DOT_PRECISION, FUSED_DQ, dq_ptrs, sm_scale, HEAD_DIM, USE_TMA,
         )  # fmt: skip
     else:
         dk, dv = _attn_bwd_dkdv_query_loop(
             dk, dv, k, v, q_ptrs, do_ptrs, LSE, DELTA, stride_qt, stride_dot, cols, offs_m,
             0, n_queries, n_queries, qk_scale, BLOCK_M, False,
-            DOT_PRECISION, FUSED_DQ, dq_ptrs, sm_scale, HEAD_DIM,
+            DOT_PRECISION, FUSED_DQ, dq_ptrs, sm_scale, HEAD_DIM, USE_TMA,
         )  # fmt: skip
 
     dk *= sm_scale  # dK = dS^T Q / sqrt(d)
@@ -401,12 +431,16 @@ def _attn_bwd_dq_key_loop(
     MASKED: tl.constexpr,
     CAUSAL: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
+    USE_TMA: tl.constexpr,
 ):
     """Accumulate dQ (unscaled) of one query tile over key tiles [key_lo, key_hi)."""
     for start_n in range(key_lo, key_hi, BLOCK_N):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         cols = start_n + offs_n
-        if MASKED:
+        if USE_TMA:
+            k = k_ptrs.load([start_n, 0])
+            v = v_ptrs.load([start_n, 0])
+        elif MASKED:
             key_in = (cols < n_keys)[:, None]
             k = tl.load(k_ptrs + start_n * stride_kt, mask=key_in, other=0.0)
             v = tl.load(v_ptrs + start_n * stride_vt, mask=key_in, other=0.0)
@@ -470,6 +504,7 @@ def _attn_bwd_dq_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
+    USE_TMA: tl.constexpr,
 ):
     tile_m = tl.program_id(0)
     if CAUSAL:  # the last query tiles see the most keys: start them first
@@ -495,32 +530,40 @@ def _attn_bwd_dq_kernel(
         tl.load(LSE + bh * n_queries + rows, mask=row_in, other=float("inf")) * 1.4426950408889634
     )
     delta = tl.load(DELTA + bh * n_queries + rows, mask=row_in, other=0.0)
-    k_ptrs = K + batch * stride_kb + head * stride_kh
-    k_ptrs += offs_n[:, None] * stride_kt + offs_d[None, :] * stride_kd
-    v_ptrs = V + batch * stride_vb + head * stride_vh
-    v_ptrs += offs_n[:, None] * stride_vt + offs_d[None, :] * stride_vd
+    K += batch * stride_kb + head * stride_kh
+    V += batch * stride_vb + head * stride_vh
+    if USE_TMA:
+        k_ptrs = tl.make_tensor_descriptor(
+            K, [n_keys, HEAD_DIM], [stride_kt, 1], [BLOCK_N, HEAD_DIM]
+        )
+        v_ptrs = tl.make_tensor_descriptor(
+            V, [n_keys, HEAD_DIM], [stride_vt, 1], [BLOCK_N, HEAD_DIM]
+        )
+    else:
+        k_ptrs = K + offs_n[:, None] * stride_kt + offs_d[None, :] * stride_kd
+        v_ptrs = V + offs_n[:, None] * stride_vt + offs_d[None, :] * stride_vd
 
     dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     if CAUSAL:
         dq = _attn_bwd_dq_key_loop(
             dq, q, do, lse2, delta, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
-            0, start_m, n_keys, qk_scale, BLOCK_N, False, CAUSAL, DOT_PRECISION,
+            0, start_m, n_keys, qk_scale, BLOCK_N, False, CAUSAL, DOT_PRECISION, USE_TMA,
         )  # fmt: skip
         dq = _attn_bwd_dq_key_loop(
             dq, q, do, lse2, delta, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
             start_m, tl.minimum(start_m + BLOCK_M, n_keys), n_keys, qk_scale, BLOCK_N, True, CAUSAL,
-            DOT_PRECISION,
+            DOT_PRECISION, USE_TMA,
         )  # fmt: skip
     else:
         full_end = (n_keys // BLOCK_N) * BLOCK_N
         dq = _attn_bwd_dq_key_loop(
             dq, q, do, lse2, delta, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
-            0, full_end, n_keys, qk_scale, BLOCK_N, False, CAUSAL, DOT_PRECISION,
+            0, full_end, n_keys, qk_scale, BLOCK_N, False, CAUSAL, DOT_PRECISION, USE_TMA,
         )  # fmt: skip
         if full_end < n_keys:
             dq = _attn_bwd_dq_key_loop(
                 dq, q, do, lse2, delta, k_ptrs, v_ptrs, stride_kt, stride_vt, rows, offs_n,
-                full_end, n_keys, n_keys, qk_scale, BLOCK_N, True, CAUSAL, DOT_PRECISION,
+                full_end, n_keys, n_keys, qk_scale, BLOCK_N, True, CAUSAL, DOT_PRECISION, USE_TMA,
             )  # fmt: skip
 
     dq *= sm_scale  # dQ = dS K / sqrt(d)
@@ -568,6 +611,7 @@ class FlashConfig:
     dkdv: TileConfig
     dq: TileConfig
     fused_dq: bool = False  # dQ by float32 atomics inside the dK/dV kernel (dq tiles unused)
+    tma: bool | None = None  # streamed tiles by tensor descriptors; None: on Hopper and newer
 
     def check(self) -> None:
         for name, tile in (("fwd", self.fwd), ("dkdv", self.dkdv), ("dq", self.dq)):
@@ -697,6 +741,32 @@ def _tune_key(q: torch.Tensor, n_queries: int, n_keys: int, constants: dict) -> 
     return (*constants.values(), _seq_bucket(n_queries, n_keys), q.dtype)
 
 
+# Streamed tiles (K/V in the forward and dQ kernels, Q/dO in the dK/dV kernel) through tensor
+# descriptors (TMA) on GPUs that have the copy engine.
+USE_TMA = True
+
+
+def _use_tma(q: torch.Tensor) -> bool:
+    if not (USE_TMA and q.is_cuda and torch.cuda.get_device_capability(q.device)[0] >= 9):
+        return False
+    _ensure_tma_allocator()
+    return True
+
+
+_tma_allocator_set = False
+
+
+def _ensure_tma_allocator() -> None:
+    """Descriptors built inside a kernel live in a small global scratch buffer that Triton asks
+    the host for at launch; hand it PyTorch's caching allocator (once per process)."""
+    global _tma_allocator_set
+    if not _tma_allocator_set:
+        triton.set_allocator(
+            lambda size, alignment, stream: torch.empty(size, dtype=torch.int8, device="cuda")
+        )
+        _tma_allocator_set = True
+
+
 def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
@@ -761,9 +831,15 @@ def flash_attention_triton_forward(
         *_strides(q4), *_strides(k4), *_strides(v4), *_strides(out),
         n_heads, n_queries, n_keys, sm_scale * LOG2E, _seq_bucket(n_queries, n_keys),
     )  # fmt: skip
-    constants = dict(HEAD_DIM=head_dim, CAUSAL=is_causal, DOT_PRECISION=_dot_precision(q.dtype))
     if config is None and _interpreting():
         config = INTERPRETER_CONFIG
+    use_tma = _use_tma(q) if config is None or config.tma is None else config.tma
+    constants = dict(
+        HEAD_DIM=head_dim,
+        CAUSAL=is_causal,
+        DOT_PRECISION=_dot_precision(q.dtype),
+        USE_TMA=use_tma,
+    )
     if config is None:
 
         def grid(meta):
@@ -836,7 +912,13 @@ def flash_attention_triton_backward(
         *_strides(q4), *_strides(k4), *_strides(v4), *_strides(do4), *_strides(dq),
         *common,
     )  # fmt: skip
-    constants = dict(HEAD_DIM=head_dim, CAUSAL=is_causal, DOT_PRECISION=_dot_precision(q.dtype))
+    use_tma = _use_tma(q) if config is None or config.tma is None else config.tma
+    constants = dict(
+        HEAD_DIM=head_dim,
+        CAUSAL=is_causal,
+        DOT_PRECISION=_dot_precision(q.dtype),
+        USE_TMA=use_tma,
+    )
     if config is None:
 
         def dkdv_grid(meta):
