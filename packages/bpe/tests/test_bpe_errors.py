@@ -70,3 +70,20 @@ def test_bad_gpt2_files(tmp_path):
     (tmp_path / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
     with pytest.raises(ValueError, match="not valid JSON"):
         Tokenizer.from_files(tmp_path / "vocab.json", tmp_path / "merges.txt")
+
+
+def test_vocab_size_too_large(tmp_path):
+    path = tmp_path / "c.txt"
+    path.write_text("hello", encoding="utf-8")
+    with pytest.raises(ValueError, match="too large"):
+        train_bpe(path, 2_000_000, [])
+
+
+def test_decode_accepts_numpy_and_iterators_and_reports_bad_ids_in_them():
+    import numpy as np
+
+    tokenizer = Tokenizer({i: bytes([i]) for i in range(256)}, [])
+    assert tokenizer.decode(np.array([104, 105], dtype=np.uint16)) == "hi"
+    assert tokenizer.decode(iter([104, 105])) == "hi"
+    with pytest.raises(ValueError, match=r"ids\[2\] = 300"):
+        tokenizer.decode(iter([104, 105, 300]))

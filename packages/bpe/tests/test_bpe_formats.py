@@ -67,3 +67,38 @@ def test_hf_tokenizer_json_encodes_identically(real_tokenizer, real_text_slices,
     assert ours == theirs
     assert hf.encode(text).ids == tokenizer.encode(text)
     assert hf.decode(ours[1], skip_special_tokens=False) == documents[1]
+
+
+def test_gpt2_byte_order_files_encode_like_tiktoken(real_tokenizer, real_text_slices, tmp_path):
+    """OpenAI's vocab.json numbers the 256 bytes in bytes_to_unicode order (printable first), not
+    0-255. Files laid out that way (our merges, GPT-2's byte ids) must load and match tiktoken."""
+    tiktoken = pytest.importorskip("tiktoken")
+    tokenizer, directory = real_tokenizer
+    gpt2_byte_order = list(bytes_to_unicode())  # byte values in GPT-2's id order
+    vocab = {i: bytes([b]) for i, b in enumerate(gpt2_byte_order)}
+    vocab |= {i: t for i, t in tokenizer.vocab.items() if i >= 256}
+    special = tokenizer.special_ids["<|endoftext|>"]
+    (tmp_path / "merges.txt").write_text(
+        (directory / "merges.txt").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    from bpe.formats import token_to_str
+
+    encoder = {token_to_str(t) if i != special else t.decode(): i for i, t in vocab.items()}
+    (tmp_path / "vocab.json").write_text(json.dumps(encoder), encoding="utf-8")
+    loaded = Tokenizer.from_files(
+        tmp_path / "vocab.json", tmp_path / "merges.txt", special_tokens=["<|endoftext|>"]
+    )
+    assert loaded.vocab[0] == b"!" and loaded.vocab[ord("!")] != b"!"
+    encoding = tiktoken.Encoding(
+        name="gpt2-layout",
+        pat_str=GPT2_PATTERN,
+        mergeable_ranks=loaded.tiktoken_mergeable_ranks(),
+        special_tokens={"<|endoftext|>": special},
+    )
+    text = real_text_slices["held_out"].read_text(encoding="utf-8")
+    ids = loaded.encode(text)
+    assert ids == encoding.encode(text, allowed_special="all")
+    assert loaded.decode(ids) == text
+    # Same merges, other byte ids: the same segmentation as our own layout.
+    ours = tokenizer.encode(text)
+    assert [loaded.vocab[i] for i in ids] == [tokenizer.vocab[i] for i in ours]

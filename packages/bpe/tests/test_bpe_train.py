@@ -120,11 +120,11 @@ def test_matches_reference_on_random_text(tmp_path):
 
 
 def test_matches_reference_on_real_text(real_text_slices, tmp_path):
-    text = real_text_slices["held_out"].read_text(encoding="utf-8")[:60_000]
+    text = real_text_slices["held_out"].read_text(encoding="utf-8")[:120_000]
     path = tmp_path / "slice.txt"
     path.write_text(text, encoding="utf-8")
-    got = train_bpe(path, 400, ["<|endoftext|>"], num_workers=1)
-    assert got == reference_train(text, 400, ["<|endoftext|>"])
+    got = train_bpe(path, 500, ["<|endoftext|>"], num_workers=1)
+    assert got == reference_train(text, 500, ["<|endoftext|>"])
 
 
 def test_layout_of_ids(tmp_path):

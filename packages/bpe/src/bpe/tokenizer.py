@@ -228,6 +228,11 @@ class Tokenizer:
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """The bytes of `ids` (any iterable of ints, numpy arrays included)."""
+        if isinstance(ids, np.ndarray):
+            ids = ids.tolist()
+        elif not isinstance(ids, list | tuple):
+            ids = list(ids)  # an iterator is read once; the error path below reads it again
         vocab = self.vocab
         try:
             return b"".join([vocab[i] for i in ids])

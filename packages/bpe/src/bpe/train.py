@@ -23,6 +23,7 @@ from bpe.pretokenize import count_pretokens, special_tokens_regex
 from bpe.progress import Progress
 
 Pair = tuple[int, int]
+_MAX_TOKENS = 0x110000  # one str character per token id during training
 
 
 def train_bpe(
@@ -247,6 +248,11 @@ def _check_vocab_size(vocab_size: int, special_tokens: Sequence[str]) -> None:
         raise ValueError(
             f"vocab_size={vocab_size!r} is too small: it must be at least 256 bytes + "
             f"{len(special_tokens)} special tokens = {minimum}"
+        )
+    if vocab_size - len(special_tokens) > _MAX_TOKENS:
+        # Training holds each token as one character, chr(id).
+        raise ValueError(
+            f"vocab_size={vocab_size} is too large: at most {_MAX_TOKENS} merges+bytes"
         )
 
 
