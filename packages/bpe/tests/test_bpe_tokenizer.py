@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -174,3 +175,27 @@ def test_uint32_when_vocab_needs_it(tmp_path):
     assert tokenizer.token_dtype == np.uint16
     vocab[70_000] = b"<big>"
     assert Tokenizer(vocab, []).token_dtype == np.uint32
+
+
+def test_encode_file_never_cuts_inside_an_overlapping_special_token(tmp_path):
+    vocab = {i: bytes([i]) for i in range(256)}
+    double = "<|endoftext|><|endoftext|>"
+    tokenizer = Tokenizer(vocab, [], ["<|endoftext|>", double])
+    rng = random.Random(5)
+    parts = []
+    for _ in range(3000):
+        parts.append(rng.choice(["a b", "hello\nworld", "x", "  \n"]))
+        parts.append(rng.choice(["<|endoftext|>", double, double + "<|endoftext|>", "\n"]))
+    text = "".join(parts)
+    path = tmp_path / "text.txt"
+    path.write_text(text, encoding="utf-8")
+    import bpe.pretokenize as pretokenize
+
+    expected = tokenizer.encode(text)
+    for chunk_bytes in (7, 13, 64, 1000):  # cuts land everywhere, inside the pairs too
+        cuts = pretokenize.find_chunk_boundaries(path, chunk_bytes, tokenizer.special_tokens)
+        ids = []
+        data = path.read_bytes()
+        for start, end in pairwise(cuts):
+            ids += tokenizer.encode(data[start:end].decode("utf-8"))
+        assert ids == expected, chunk_bytes

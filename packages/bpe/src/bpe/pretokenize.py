@@ -146,23 +146,49 @@ def find_chunk_boundaries(
 
 
 def _find_cut(f, start: int, size: int, specials: list[bytes]) -> int | None:
+    """The first safe cut at or after `start`: before a special token, else a safe newline."""
     longest = max((len(s) for s in specials), default=1)
     position = start
     while position < size:
-        f.seek(position)
-        window = f.read(_SCAN_BYTES + longest)
-        if not window:
+        # The window starts up to `longest - 1` bytes early, so that a special token running
+        # across `position` is seen whole (and never cut).
+        base = max(0, position - longest + 1)
+        f.seek(base)
+        window = f.read(position - base + _SCAN_BYTES + longest)
+        if len(window) <= position - base:
             return None
-        hits = [h for h in (window.find(s) for s in specials) if h != -1]
-        if hits:
-            return position + min(hits)
-        newline = window.find(b"\n")
+        first = position - base
+        hit = _first_special(window, specials, first)
+        while hit is not None and _cuts_a_special(window, hit, specials):
+            hit = _first_special(window, specials, hit + 1)
+        if hit is not None:
+            return base + hit
+        newline = window.find(b"\n", first)
         while newline != -1:
-            if _is_safe_newline_cut(window, newline):
-                return position + newline + 1
-            newline = window.find(b"\n", newline + 1)
+            cut = newline + 1
+            if _is_safe_newline_cut(window, newline) and not _cuts_a_special(window, cut, specials):
+                return base + cut
+            newline = window.find(b"\n", cut)
         position += _SCAN_BYTES
     return None
+
+
+def _first_special(window: bytes, specials: list[bytes], start: int) -> int | None:
+    hits = [h for h in (window.find(s, start) for s in specials) if h != -1]
+    return min(hits) if hits else None
+
+
+def _cuts_a_special(window: bytes, cut: int, specials: list[bytes]) -> bool:
+    """Whether some special token in `window` starts before `cut` and ends after it.
+
+    E.g. with `<|endoftext|>` and `<|endoftext|><|endoftext|>` both special, the start of the
+    second `<|endoftext|>` of a pair is no place to cut: the pair is one token.
+    """
+    for s in specials:
+        for j in range(max(0, cut - len(s) + 1), cut):
+            if window.startswith(s, j):
+                return True
+    return False
 
 
 def read_text_chunk(path: str | os.PathLike, start: int, end: int, errors: str = "strict") -> str:
