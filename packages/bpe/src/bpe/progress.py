@@ -21,6 +21,7 @@ class Progress:
         self.enabled = sys.stderr.isatty() if enabled is None else bool(enabled)
         self._start = time.perf_counter()
         self._last_draw = 0.0
+        self._drawn = -1  # the `done` value last drawn
 
     def update(self, n: int = 1) -> None:
         self.done += n
@@ -41,11 +42,13 @@ class Progress:
         else:
             amount = f"{self.done}/{self.total}{self.unit}, {rate:.0f}/s"
         bar = "#" * filled + "." * (width - filled)
+        self._drawn = self.done
         sys.stderr.write(f"\r{self.label:>14} [{bar}] {fraction:6.1%} {amount} {elapsed:.1f}s")
         sys.stderr.flush()
 
     def close(self) -> None:
         if self.enabled:
-            self._draw(time.perf_counter())
+            if self._drawn != self.done:
+                self._draw(time.perf_counter())
             sys.stderr.write("\n")
             sys.stderr.flush()
