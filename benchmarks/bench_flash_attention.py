@@ -209,6 +209,10 @@ def sweep(csv_path: str | None, rep_ms: int, budget_s: float) -> None:
                     row["device"] = device
                     emit(row, "flash_attention_sweep")
                     rows.append(row)
+            write_csv(csv_path, rows)  # after every head_dim: a cut-off run keeps what it has
+
+
+def write_csv(csv_path: str | None, rows: list[dict]) -> None:
     if csv_path and rows:
         fields = sorted({key for row in rows for key in row}, key=_field_order)
         tmp = csv_path + ".tmp"

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 import triton
 import triton.language as tl
+from triton.runtime import _allocation
 
 from kernels_triton.attention_inputs import check_attention_inputs
 
@@ -639,7 +640,7 @@ def default_config(head_dim: int, dtype: torch.dtype) -> FlashConfig:
             TileConfig(64, 32, 4, 3), TileConfig(32, 64, 4, 2), TileConfig(64, 32, 4, 2)
         )
     return FlashConfig(
-        TileConfig(128, 64, 8, 3), TileConfig(64, 64, 4, 3), TileConfig(128, 64, 8, 3)
+        TileConfig(64, 64, 4, 3), TileConfig(64, 64, 4, 3), TileConfig(128, 64, 8, 3)
     )
 
 
@@ -753,18 +754,17 @@ def _use_tma(q: torch.Tensor) -> bool:
     return True
 
 
-_tma_allocator_set = False
+def _scratch(size: int, alignment: int, stream) -> torch.Tensor:
+    return torch.empty(size, dtype=torch.int8, device="cuda")
 
 
 def _ensure_tma_allocator() -> None:
     """Descriptors built inside a kernel live in a small global scratch buffer that Triton asks
-    the host for at launch; hand it PyTorch's caching allocator (once per process)."""
-    global _tma_allocator_set
-    if not _tma_allocator_set:
-        triton.set_allocator(
-            lambda size, alignment, stream: torch.empty(size, dtype=torch.int8, device="cuda")
-        )
-        _tma_allocator_set = True
+    the host for at launch; give it PyTorch's caching allocator. Triton keeps the allocator in a
+    ContextVar, so every thread needs it (autograd runs backward in a thread of its own); an
+    allocator the caller set is left alone."""
+    if _allocation._allocator.get() is _allocation._NULL_ALLOCATOR:
+        triton.set_allocator(_scratch)
 
 
 def _interpreting() -> bool:
