@@ -12,7 +12,9 @@ host sync per step (NaN/inf check, loss and grad norm), a metrics record every 1
 Printed, one JSON line per figure: step time, tokens/s and MFU (ours, the peer's, ratio), and
 the trainer's own host time (data, logging, checkpoint) as % of step time. The trainer's timed
 stretch holds a real checkpoint every 500 steps (apps/train's default), so its tokens/s pays
-for it; the peer saves nothing. `--smoke` runs a tiny fp32 version on the CPU.
+for it; the peer saves nothing. (The H100 figures in packages/trainer/README.md came from the
+previous version of this script, whose window also held the run's final checkpoint.)
+`--smoke` runs a tiny fp32 version on the CPU.
 
     python benchmarks/bench_trainer_throughput.py [--steps 600] [--out results.jsonl]
 """
@@ -116,15 +118,15 @@ def run_trainer(
     holder: dict[str, trainer.Trainer] = {}
 
     def constant_lr(step: int) -> float:
-        # Called at the start of every step: mark the start of the timed stretch.
-        if step == warmup:
+        # Called at the start of every step: marks the start and the end of the timed stretch
+        # (`steps` whole steps; the run's final checkpoint, which fit() waits for, falls after).
+        if step in (warmup, warmup + steps):
             sync(device)
-            marks["t0"] = time.perf_counter()
-            marks["timings0"] = dict(holder["trainer"].timings)
+            marks[step] = (time.perf_counter(), dict(holder["trainer"].timings))
         return 1e-3
 
     cfg = trainer.TrainConfig(
-        max_steps=warmup + steps,
+        max_steps=warmup + steps + 1,
         batch_size=batch,
         context_length=context,
         vocab_size=config.vocab_size,
@@ -151,15 +153,11 @@ def run_trainer(
         console=None,
     )
     holder["trainer"] = run
-    summary = run.fit()  # returns once the last checkpoint is on disk
-    sync(device)
-    seconds = time.perf_counter() - marks["t0"]
-    spent = {k: run.timings[k] - marks["timings0"][k] for k in run.timings}
-    saves_in_window = sum(
-        1
-        for s in range(warmup + 1, warmup + steps + 1)
-        if s % CHECKPOINT_INTERVAL == 0 or s == warmup + steps
-    )
+    summary = run.fit()
+    (t0, timings0), (t1, timings1) = marks[warmup], marks[warmup + steps]
+    seconds = t1 - t0
+    spent = {k: timings1[k] - timings0[k] for k in timings1}
+    saves_in_window = sum(1 for s in range(warmup, warmup + steps) if s % CHECKPOINT_INTERVAL == 0)
 
     # One save's cost, both ways: what the loop blocks for (snapshot), and a full blocking save.
     t0 = time.perf_counter()

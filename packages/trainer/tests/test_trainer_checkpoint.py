@@ -229,3 +229,34 @@ def test_background_write_errors_surface_on_wait(tmp_path):
     checkpointer.write(1, *snapshot_checkpoint(model, None, 1))
     with pytest.raises(RuntimeError, match="writing a checkpoint"):
         checkpointer.wait()
+
+
+def test_streamed_safetensors_is_read_by_the_reference_library(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from trainer.checkpoint import write_safetensors
+
+    torch.manual_seed(0)
+    tensors = {
+        "bf16": torch.randn(3, 5).to(torch.bfloat16),
+        "f32": torch.randn(7),
+        "f16": torch.randn(2, 2).half(),
+        "i64": torch.arange(5),
+        "flag": torch.tensor([True, False, True]),
+        "scalar": torch.tensor(3.5),
+        "empty": torch.zeros(0, 4),
+        "u8": torch.arange(9, dtype=torch.uint8),
+    }
+    path = tmp_path / "t.safetensors"
+    with open(path, "wb") as f:
+        write_safetensors(f, tensors, {"note": "hi"})
+    loaded = load_file(path)
+    assert loaded.keys() == tensors.keys()
+    for name, tensor in tensors.items():
+        assert loaded[name].dtype == tensor.dtype and torch.equal(loaded[name], tensor), name
+    with safe_open(path, "pt") as f:  # memory-mapped reader: offsets and alignment hold
+        assert f.metadata() == {"note": "hi"}
+        assert torch.equal(f.get_tensor("bf16"), tensors["bf16"])
+    with pytest.raises(TypeError, match="complex"):
+        write_safetensors(io.BytesIO(), {"c": torch.zeros(2, dtype=torch.complex64)}, {})

@@ -43,55 +43,30 @@ def losses(out, key):
     return [r[key] for r in read_metrics(Path(out) / "metrics.jsonl") if key in r]
 
 
-def test_two_gloo_ranks_match_one_process_and_resume(tmp_path):
-    args = [
-        "--steps",
-        "10",
-        "--batch-size",
-        "8",
-        "--accum",
-        "2",
-        "--checkpoint-interval",
-        "5",
-        "--eval-interval",
-        "5",
-    ]
+def test_two_gloo_ranks_ddp_and_fsdp2_match_one_process_and_resume(tmp_path):
+    args = ["--steps", "8", "--batch-size", "8", "--accum", "2", "--checkpoint-interval", "4"]
+    args += ["--eval-interval", "4"]
     run_here(tmp_path / "single", *args)
-    # The two ranks train, then both resume from the step-5 checkpoint into ddp/resumed.
-    run(tmp_path / "ddp", *args, "--then-resume-from", "5", nproc=2)
-
-    single, ddp = losses(tmp_path / "single", "train_loss"), losses(tmp_path / "ddp", "train_loss")
-    assert len(single) == len(ddp) == 10
-    # Same samples, same averaged gradients; only the summation order differs.
-    np.testing.assert_allclose(ddp, single, rtol=1e-5, atol=0)
-    np.testing.assert_allclose(
-        losses(tmp_path / "ddp", "val_loss"), losses(tmp_path / "single", "val_loss"), rtol=1e-5
-    )
-    assert single[-1] < single[0]
-    # Only rank 0 wrote: one metrics file, one set of checkpoints.
-    checkpoints = sorted(p.name for p in (tmp_path / "ddp" / "checkpoints").iterdir())
-    assert checkpoints == ["ckpt_00000005.safetensors", "ckpt_00000010.safetensors"]
-
-    # Both ranks resume from the step-5 checkpoint and retrace steps 6..10 exactly.
-    resume = str(tmp_path / "ddp" / "checkpoints" / "ckpt_00000005.safetensors")
-    run(tmp_path / "ddp_resumed", *args, "--resume", resume, nproc=2)
-    assert losses(tmp_path / "ddp_resumed", "train_loss") == ddp[5:]
-    assert (
-        losses(tmp_path / "ddp_resumed", "grad_norm") == losses(tmp_path / "ddp", "grad_norm")[5:]
-    )
-
-
-def test_two_gloo_ranks_with_fsdp2_sharding_match_one_process_and_resume(tmp_path):
-    args = ["--steps", "6", "--batch-size", "8", "--checkpoint-interval", "3"]
-    run_here(tmp_path / "single", *args)
-    run(tmp_path / "fsdp2", *args, "--data-parallel", "fsdp2", "--then-resume-from", "3", nproc=2)
-    single, sharded = (
-        losses(tmp_path / "single", "train_loss"),
-        losses(tmp_path / "fsdp2", "train_loss"),
-    )
-    np.testing.assert_allclose(sharded, single, rtol=1e-5, atol=0)
-    # The checkpoint holds full (gathered) tensors: it loads into an unsharded model.
-    ckpt = read_checkpoint(tmp_path / "fsdp2" / "checkpoints" / "ckpt_00000006.safetensors")
-    assert set(ckpt.model) == set(trainer_testutil.TinyLM().state_dict())
-    # Each rank took its own shard of the full weights and moments, and retraced steps 4..6.
-    assert losses(tmp_path / "fsdp2" / "resumed", "train_loss") == sharded[3:]
+    # One torchrun launch, two ranks: a DDP run, then an FSDP2 run; after each, both ranks
+    # resume from its step-4 checkpoint into <run>/resumed.
+    run(tmp_path, *args, "--data-parallel", "ddp,fsdp2", "--then-resume-from", "4", nproc=2)
+    single = losses(tmp_path / "single", "train_loss")
+    assert len(single) == 8 and single[-1] < single[0]
+    for mode in ("ddp", "fsdp2"):
+        out = tmp_path / mode
+        distributed = losses(out, "train_loss")
+        # Same samples, same averaged gradients; only the summation order differs.
+        np.testing.assert_allclose(distributed, single, rtol=1e-5, atol=0, err_msg=mode)
+        np.testing.assert_allclose(
+            losses(out, "val_loss"), losses(tmp_path / "single", "val_loss"), rtol=1e-5
+        )
+        # Only rank 0 wrote: one metrics file, one set of checkpoints, full (unsharded) tensors.
+        checkpoints = sorted(p.name for p in (out / "checkpoints").iterdir())
+        assert checkpoints == ["ckpt_00000004.safetensors", "ckpt_00000008.safetensors"], mode
+        ckpt = read_checkpoint(out / "checkpoints" / checkpoints[-1])
+        assert {k: tuple(v.shape) for k, v in ckpt.model.items()} == {
+            k: tuple(v.shape) for k, v in trainer_testutil.TinyLM().state_dict().items()
+        }
+        # Both ranks resumed from step 4 and retraced steps 5..8 exactly.
+        assert losses(out / "resumed", "train_loss") == distributed[4:], mode
+        assert losses(out / "resumed", "grad_norm") == losses(out, "grad_norm")[4:], mode

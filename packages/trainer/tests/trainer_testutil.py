@@ -64,7 +64,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint-interval", type=int, default=5)
     parser.add_argument("--eval-interval", type=int, default=10)
     parser.add_argument("--resume", default=None)
-    parser.add_argument("--data-parallel", default="ddp", choices=["ddp", "fsdp2"])
+    parser.add_argument(
+        "--data-parallel",
+        default="ddp",
+        help="ddp, fsdp2, or both as 'ddp,fsdp2' (then one run each, into OUT/ddp and OUT/fsdp2)",
+    )
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds per step (slows a run)")
     parser.add_argument(
         "--then-resume-from",
@@ -74,6 +78,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    modes = args.data_parallel.split(",")
+    if len(modes) > 1:  # several runs in the same processes (one torchrun launch for all)
+        out = args.out
+        for mode in modes:
+            args.data_parallel, args.out = mode, str(Path(out) / mode)
+            run_once(args)
+        return
+    run_once(args)
+
+
+def run_once(args) -> None:
     train(args, args.out, args.resume)
     if args.then_resume_from is not None:
         checkpoint = (

@@ -21,11 +21,12 @@ any point leaves either the old checkpoint or the new one, never half of one.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import struct
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -33,7 +34,6 @@ from typing import IO, Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
-from safetensors.torch import save as save_safetensors_bytes
 
 FORMAT = "trainer-checkpoint/1"
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors library's own limit
@@ -178,14 +178,20 @@ def _detach_for_save(tensors: dict[str, torch.Tensor]) -> tuple[dict, dict[str, 
     return out, aliases
 
 
-def write_atomic(path: Path, payload: bytes) -> None:
-    """Write `payload` to a temporary file beside `path`, fsync, rename over `path`."""
+def write_atomic(path: Path, write: Callable[[IO[bytes]], None] | bytes) -> None:
+    """Write to a temporary file beside `path`, fsync, rename over `path`.
+
+    `write` is the content (bytes) or a function that writes it to the open file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes 0600; a checkpoint is an ordinary file
         with os.fdopen(fd, "wb") as f:
-            f.write(payload)
+            if isinstance(write, bytes | bytearray):
+                f.write(write)
+            else:
+                write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
@@ -201,6 +207,57 @@ def write_atomic(path: Path, payload: bytes) -> None:
             os.close(dir_fd)
     except OSError:
         pass
+
+
+# ----------------------------------------------------------------------------------------------
+# The safetensors container, written as a stream
+
+
+_SAFETENSORS_DTYPES = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+
+
+def write_safetensors(f: IO[bytes], tensors: dict[str, torch.Tensor], metadata: dict[str, str]):
+    """Write `tensors` (contiguous, CPU) and `metadata` to `f` in the safetensors format.
+
+    The format is an 8-byte little-endian header length, a JSON header (name -> dtype, shape,
+    byte offsets; "__metadata__" -> str map) padded with spaces to 8 bytes, then the raw bytes.
+    Each tensor goes to the file straight from its own memory: no second copy of the whole
+    checkpoint is built, and the file writes release the GIL, so a background write barely
+    slows the training thread. Larger elements come first, keeping every tensor aligned.
+    """
+    order = sorted(tensors, key=lambda name: (-tensors[name].element_size(), name))
+    header: dict[str, Any] = {"__metadata__": metadata}
+    offset = 0
+    for name in order:
+        tensor = tensors[name]
+        if tensor.dtype not in _SAFETENSORS_DTYPES:
+            raise TypeError(f"cannot store tensor {name!r} of dtype {tensor.dtype} in safetensors")
+        size = tensor.numel() * tensor.element_size()
+        header[name] = {
+            "dtype": _SAFETENSORS_DTYPES[tensor.dtype],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    f.write(struct.pack("<Q", len(encoded)))
+    f.write(encoded)
+    for name in order:
+        tensor = tensors[name]
+        if tensor.numel():
+            f.write(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
 
 
 def snapshot_checkpoint(
@@ -237,7 +294,9 @@ def snapshot_checkpoint(
 
 def serialize_checkpoint(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
     """The bytes of a checkpoint file (see the module docstring for the layout)."""
-    return save_safetensors_bytes(tensors, metadata=metadata)
+    buffer = io.BytesIO()
+    write_safetensors(buffer, tensors, metadata)
+    return buffer.getvalue()
 
 
 def save_checkpoint(
@@ -254,13 +313,13 @@ def save_checkpoint(
     `extra` (JSON-able, tuples allowed) and `extra_tensors` carry anything else the caller needs
     to resume, e.g. the trainer's data-loader and RNG states. A path is written atomically.
     """
-    payload = serialize_checkpoint(
-        *snapshot_checkpoint(model, optimizer, iteration, extra=extra, extra_tensors=extra_tensors)
+    tensors, metadata = snapshot_checkpoint(
+        model, optimizer, iteration, extra=extra, extra_tensors=extra_tensors
     )
     if isinstance(out, str | os.PathLike):
-        write_atomic(Path(out), payload)
+        write_atomic(Path(out), lambda f: write_safetensors(f, tensors, metadata))
     else:
-        out.write(payload)
+        write_safetensors(out, tensors, metadata)
         if hasattr(out, "flush"):
             out.flush()
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from trainer.checkpoint import serialize_checkpoint, write_atomic
+from trainer.checkpoint import write_atomic, write_safetensors
 
 _NAME = re.compile(r"^ckpt_(\d{8,})\.safetensors$")
 
@@ -95,7 +95,7 @@ class Checkpointer:
             self._error = e
 
     def _write(self, path: Path, tensors, metadata) -> None:
-        write_atomic(path, serialize_checkpoint(tensors, metadata))
+        write_atomic(path, lambda f: write_safetensors(f, tensors, metadata))
         self.prune()
 
     def prune(self) -> None:
