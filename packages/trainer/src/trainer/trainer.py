@@ -212,6 +212,8 @@ class Trainer:
         # Host seconds by activity: "step" queues work (it includes "data"); "wait" is the host
         # waiting for the device to finish a step (not overhead: the device is busy).
         self.timings = dict.fromkeys(("step", "data", "wait", "log", "eval", "checkpoint"), 0.0)
+        self._wall_start = time.perf_counter()
+        self._window = (self._wall_start, 0)  # (start time, tokens) of the throughput window
 
     def _loader(self, data: Any, seed: int, name: str, prefetch: bool | None = None):
         if hasattr(data, "next") and hasattr(data, "state_dict"):
@@ -236,8 +238,9 @@ class Trainer:
         """Train until config.max_steps; return a summary (last losses, timings)."""
         config = self.config
         self._start()
+        self.model.train()
         self._wall_start = time.perf_counter()
-        self._window = (time.perf_counter(), 0)  # (start time, tokens) of the throughput window
+        self._window = (self._wall_start, 0)
         self._last_train_loss = self._last_val_loss = None
         pending: _StepNumbers | None = None
         try:
