@@ -192,3 +192,15 @@ def test_config_validation():
     with pytest.raises(ValueError, match="unknown TrainConfig fields"):
         TrainConfig.from_dict({"steps": 3})
     assert TrainConfig.from_dict(TrainConfig(seed=4).to_dict()) == TrainConfig(seed=4)
+
+
+def test_resume_latest_starts_fresh_then_continues(tmp_path):
+    first = make_trainer(tmp_path, config(max_steps=10), resume_from="latest").fit()
+    assert first["step"] == 10  # no checkpoint yet: a fresh start
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    longer = make_trainer(tmp_path, config(max_steps=20), resume_from="latest")
+    assert longer.fit()["step"] == 20
+    resumed = read_metrics(tmp_path / "metrics.jsonl")
+    assert resumed[: len(records)] == records  # the first ten steps are kept as they were
+    assert [r["step"] for r in resumed if "train_loss" in r] == list(range(1, 21))
+    assert resumed[-1]["wall_s"] > records[-1]["wall_s"]  # wall clock continues
