@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from itertools import pairwise
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 
 import regex
 
@@ -274,12 +274,6 @@ def _map_unordered(
         return
     # "fork" starts workers in milliseconds and shares the already imported modules; the workers
     # only read the file and return plain data, so fork's usual hazards do not apply.
-    ctx = get_context("fork") if "fork" in _start_methods() else get_context()
+    ctx = get_context("fork") if "fork" in get_all_start_methods() else get_context()
     with ctx.Pool(min(num_workers, len(jobs)), initializer, initargs) as pool:
         yield from pool.imap_unordered(fn, jobs)
-
-
-def _start_methods() -> list[str]:
-    from multiprocessing import get_all_start_methods
-
-    return get_all_start_methods()
