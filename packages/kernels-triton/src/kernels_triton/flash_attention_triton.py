@@ -22,6 +22,7 @@ multiply per score; the L written out is converted back to the natural log.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -748,10 +749,15 @@ USE_TMA = True
 
 
 def _use_tma(q: torch.Tensor) -> bool:
-    if not (USE_TMA and q.is_cuda and torch.cuda.get_device_capability(q.device)[0] >= 9):
+    if not (USE_TMA and q.is_cuda and _has_tma(q.device.index)):
         return False
     _ensure_tma_allocator()
     return True
+
+
+@functools.cache
+def _has_tma(device_index: int | None) -> bool:
+    return torch.cuda.get_device_capability(device_index)[0] >= 9  # Hopper and newer
 
 
 def _scratch(size: int, alignment: int, stream) -> torch.Tensor:
