@@ -9,6 +9,7 @@ checkpoints, metrics and DDP. What it adds is the user-facing part: a clean stop
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import statistics
@@ -66,32 +67,36 @@ def build_model(config: Config, vocab_size: int, attention: Any = "sdpa") -> tor
 
 
 class _StopFlag:
-    """Ctrl-C sets the flag (the step in flight finishes); a second Ctrl-C stops at once."""
+    """Ctrl-C (or SIGTERM) sets the flag: the step in flight finishes, then the run saves and
+    stops. A second Ctrl-C stops at once."""
 
     def __init__(self):
         self.set = False
-        self.previous = None
+        self.previous: dict = {}
 
     def __enter__(self):
-        try:
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread (e.g. under a test runner's thread)
-            self.previous = None
+        # SIGTERM (a job scheduler's "please stop") is treated as Ctrl-C.
+        self.previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            # (outside the main thread, e.g. under a test runner's thread, signals stay as they are)
+            with contextlib.suppress(ValueError):
+                self.previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum, frame):
         if self.set:
             raise KeyboardInterrupt
         self.set = True
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         print(
-            "\nCtrl-C: finishing this step, saving a checkpoint (Ctrl-C again to quit now)",
+            f"\n{name}: finishing this step, saving a checkpoint (Ctrl-C again to quit now)",
             file=sys.stderr,
             flush=True,
         )
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
         return False
 
 
