@@ -93,4 +93,4 @@ def test_incompatibilities_only_count_frozen_tables():
     b = cfg.load("demo", {"train.max_steps": 99999, "optim.lr": 1.0, "data.cache_dir": "/x"})
     assert cfg.incompatibilities(a, b) == []
     c = cfg.load("demo", {"model.d_model": 64})
-    assert cfg.incompatibilities(a, c) == ["model.d_model: 128 in the run, 64 now"]
+    assert cfg.incompatibilities(a, c) == [f"model.d_model: {a.model.d_model} in the run, 64 now"]
