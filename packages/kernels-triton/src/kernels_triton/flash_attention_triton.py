@@ -17,7 +17,9 @@ masked loop over the diagonal band. Sequence ends that are not a multiple of the
 with masked loads and stores, so any length works.
 
 Exponentials are base 2 with log2(e) folded into the score scale (`qk_scale`), which saves a
-multiply per score; the L written out is converted back to the natural log.
+multiply per score; the L written out is converted back to the natural log. On Hopper the streamed
+tiles come through tensor descriptors (TMA), and float32 inputs multiply with 3xTF32 so that they
+keep float32 accuracy on the tensor cores (see `_dot_precision`).
 """
 
 from __future__ import annotations
