@@ -220,15 +220,28 @@ def cmd_train(config: cfg.Config, run: RunDir, out: TextIO, require_checkpoint: 
     return result
 
 
-def _sample_and_save(config, run, model, tokenizer, step, out, **kw) -> str:
+def _sample_and_save(
+    config: cfg.Config,
+    run: RunDir,
+    model,
+    tokenizer,
+    step: int,
+    *,
+    prompt: str | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_new_tokens: int | None = None,
+    seed: int = 0,
+) -> str:
+    """Generate (each setting not given comes from the [sample] table) and append to samples.txt."""
     from train_app.sampling import append_sample, generate_text
 
     s = config.sample
-    prompt = kw.get("prompt") if kw.get("prompt") is not None else s.prompt
-    temperature = kw.get("temperature") if kw.get("temperature") is not None else s.temperature
-    top_p = kw.get("top_p") if kw.get("top_p") is not None else s.top_p
-    n = kw.get("max_new_tokens") if kw.get("max_new_tokens") is not None else s.max_new_tokens
-    text = generate_text(model, tokenizer, prompt, n, temperature, top_p, kw.get("seed", 0))
+    prompt = s.prompt if prompt is None else prompt
+    temperature = s.temperature if temperature is None else temperature
+    top_p = s.top_p if top_p is None else top_p
+    max_new_tokens = s.max_new_tokens if max_new_tokens is None else max_new_tokens
+    text = generate_text(model, tokenizer, prompt, max_new_tokens, temperature, top_p, seed)
     append_sample(run, step, prompt, text, temperature, top_p)
     return text
 
@@ -249,7 +262,6 @@ def cmd_generate(config: cfg.Config, run: RunDir, args, out: TextIO) -> None:
         model,
         tokenizer,
         step,
-        out,
         prompt=args.prompt,
         temperature=args.temperature,
         top_p=args.top_p,
@@ -270,7 +282,7 @@ def cmd_pipeline(config: cfg.Config, run: RunDir, out: TextIO, t_start: float) -
         return 130
     tokenizer = load_tokenizer(run)
     model = result.model.eval()
-    text = _sample_and_save(config, run, model, tokenizer, result.step, out)
+    text = _sample_and_save(config, run, model, tokenizer, result.step)
     print(
         f"sample     (temperature {config.sample.temperature}, top_p {config.sample.top_p})",
         file=out,
@@ -395,6 +407,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # `... | head`: the reader left; that is not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (no flush error at exit)
+        return 0
     except KeyboardInterrupt:
         if debug:
             raise

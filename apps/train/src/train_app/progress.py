@@ -93,5 +93,5 @@ class ProgressBar:
         self.stream.flush()
 
     def close(self) -> None:
-        if self.live or self.enabled:
+        if self.enabled:  # the final state, on its own line
             self._draw(time.monotonic(), end="\n")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import statistics
 import sys
@@ -117,7 +118,6 @@ def train(
     out: TextIO,
     *,
     resume: bool = True,
-    stop_flag_for_tests: _StopFlag | None = None,
 ) -> TrainResult:
     """Train `run` to config.train.max_steps, resuming from its latest checkpoint if `resume`."""
     import optim
@@ -130,7 +130,7 @@ def train(
     resolve_device(config.system.device)  # a clear error before torchrun's process group
     dist = tr.init_distributed(config.system.device)
     if not dist.is_main:
-        out = open("/dev/null", "w")  # noqa: SIM115 (only rank 0 speaks)
+        out = open(os.devnull, "w")  # noqa: SIM115 (only rank 0 speaks)
     placement = place(config.system, config.model.d_model // config.model.num_heads, dist.device)
     for notice in placement.notices:
         print(notice, file=out)
@@ -167,7 +167,7 @@ def train(
             torch.cuda.get_device_name(placement.device), placement.precision
         )
 
-    stop = stop_flag_for_tests or _StopFlag()
+    stop = _StopFlag()
 
     def lr_at(step: int) -> float:
         # Called by the trainer at the start of every step: the one place a stop can happen
