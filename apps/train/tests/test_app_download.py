@@ -159,3 +159,40 @@ def test_fetch_dataset_downloads_and_unzips(tmp_path, monkeypatch):
         s.close()
     with pytest.raises(UserError, match="unknown dataset"):
         download.fetch_dataset("tinystorie", tmp_path)
+
+
+def test_tokenize_with_dataset_downloads_into_the_cache_then_reuses_it(tmp_path, monkeypatch):
+    """`--dataset NAME` end to end, offline: the dataset's URLs point at the local server."""
+    import io
+
+    from train_app import cli
+
+    story = "Once upon a time, a cat sat on a warm mat and purred at the sun. "
+    train_text = "".join(f"{story * 3}Story {i}.<|endoftext|>" for i in range(300)).encode()
+    valid_text = "".join(f"{story * 2}Tale {i}.<|endoftext|>" for i in range(60)).encode()
+    s = Server({"/train.txt.gz": gzip.compress(train_text), "/valid.txt": valid_text})
+    try:
+        monkeypatch.setitem(
+            download.DATASETS,
+            "tinystories",
+            {
+                "train": RemoteFile(f"{s.url}/train.txt.gz", "train.txt", gzipped=True),
+                "valid": RemoteFile(f"{s.url}/valid.txt", "valid.txt"),
+            },
+        )
+        monkeypatch.setenv("LM_CACHE_DIR", str(tmp_path / "cache"))
+        argv = ["tokenize", "--dataset", "tinystories", "--tokenizer.vocab_size", "300"]
+        argv += ["--model.context_length", "16", "--run", str(tmp_path / "run")]
+        out = io.StringIO()
+        assert cli.main(argv, out=out) == 0, out.getvalue()
+        assert "tinystories (CS336 files in" in out.getvalue()
+        assert (tmp_path / "cache" / "tinystories" / "train.txt").read_bytes() == train_text
+        meta = (tmp_path / "run" / "data" / "meta.json").read_text()
+        assert '"train_docs": 300' in meta
+        # A second run directory finds the cached files: no new request.
+        n = len(s.requests)
+        argv[-1] = str(tmp_path / "run2")
+        assert cli.main(argv, out=io.StringIO()) == 0
+        assert len(s.requests) == n
+    finally:
+        s.close()
