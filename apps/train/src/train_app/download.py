@@ -5,8 +5,9 @@ public URLs. A transfer is written to `NAME.part` and renamed only when it is co
 its size against the server's announced length (and the size we expect, when known), its SHA-256
 against the expected digest (when known). A `.part` left by an interrupted run is resumed with an
 HTTP Range request; a server that ignores Range gets the file again from the start. The digest of
-every finished file is kept beside it (`NAME.sha256`) so a later run can tell a complete cached
-file from a damaged one without the network.
+every finished file is kept beside it (`NAME.sha256`): it marks the download complete, and
+`verify_cached` can re-check the file against it without the network (hashing gigabytes takes a
+while, so reuse does not do it on every run).
 
 Nothing here runs unless a dataset is asked for: the default run never touches the network.
 """
