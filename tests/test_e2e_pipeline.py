@@ -97,7 +97,7 @@ def test_train_checkpoints_metrics_and_falling_val_loss(run_dir):
     assert code == 0, out
     assert "from scratch to 40 steps" in out and "done       step 40" in out
     checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
-    assert checkpoints == ["ckpt_00000020.safetensors", "ckpt_00000040.safetensors"]
+    assert checkpoints == ["step_00000020.safetensors", "step_00000040.safetensors"]
     weights = load_file(run / "checkpoints" / checkpoints[-1])
     assert weights["model.token_embeddings.weight"].shape == (384, 32)
     assert weights["model.layers.1.ffn.w2.weight"].shape == (32, 96)
@@ -124,7 +124,7 @@ def test_resume_continues_the_step_count(run_dir):
     assert tokens[-1] == 60 * 16 * 32
     # keep_checkpoints = 2: the oldest is pruned.
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
-    assert names == ["ckpt_00000040.safetensors", "ckpt_00000060.safetensors"]
+    assert names == ["step_00000040.safetensors", "step_00000060.safetensors"]
     assert tomllib.loads((run / "config.toml").read_text())["train"]["max_steps"] == 60
 
 

@@ -138,7 +138,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, tiny, capsys):
     assert "Ctrl-C: finishing this step" in capsys.readouterr().err
     (ckpt,) = (run / "checkpoints").iterdir()
     step = trainer.read_checkpoint(ckpt).iteration
-    assert 3 <= step < 1000 and ckpt.name == f"ckpt_{step:08d}.safetensors"
+    assert 3 <= step < 1000 and ckpt.name == f"step_{step:08d}.safetensors"
     assert f"stopped    at step {step:,}" in out and "resume --run" in out
     last = json.loads(metrics.read_text().splitlines()[-1])
     assert last["step"] <= step

@@ -141,10 +141,10 @@ def test_checkpointer_ignores_half_written_files_and_keeps_last_n(tmp_path):
         save_checkpoint(model, optimizer, step, checkpointer.path_for(step))
         checkpointer.prune()
     # What a SIGKILL mid-write leaves behind: a temporary file with part of a checkpoint.
-    (tmp_path / ".ckpt_00000020.safetensors.abc.tmp").write_bytes(b"partial")
+    (tmp_path / ".step_00000020.safetensors.abc.tmp").write_bytes(b"partial")
     names = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
-    assert names == ["ckpt_00000010.safetensors", "ckpt_00000015.safetensors"]
-    assert latest_checkpoint(tmp_path) == tmp_path / "ckpt_00000015.safetensors"
+    assert names == ["step_00000010.safetensors", "step_00000015.safetensors"]
+    assert latest_checkpoint(tmp_path) == tmp_path / "step_00000015.safetensors"
 
 
 def test_truncated_and_corrupt_files_fail_clearly(tmp_path):

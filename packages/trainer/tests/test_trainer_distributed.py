@@ -62,7 +62,7 @@ def test_two_gloo_ranks_ddp_and_fsdp2_match_one_process_and_resume(tmp_path):
         )
         # Only rank 0 wrote: one metrics file, one set of checkpoints, full (unsharded) tensors.
         checkpoints = sorted(p.name for p in (out / "checkpoints").iterdir())
-        assert checkpoints == ["ckpt_00000004.safetensors", "ckpt_00000008.safetensors"], mode
+        assert checkpoints == ["step_00000004.safetensors", "step_00000008.safetensors"], mode
         ckpt = read_checkpoint(out / "checkpoints" / checkpoints[-1])
         assert {k: tuple(v.shape) for k, v in ckpt.model.items()} == {
             k: tuple(v.shape) for k, v in trainer_testutil.TinyLM().state_dict().items()

@@ -71,7 +71,7 @@ def test_cuda_training_learns_and_resumes(tmp_path, precision):
     resumed = run(
         tmp_path / "resumed",
         precision,
-        resume_from=tmp_path / "full/checkpoints/ckpt_00000010.safetensors",
+        resume_from=tmp_path / "full/checkpoints/step_00000010.safetensors",
     )
     # Same kernels, same inputs, same state: the GPU retraces the run (deterministic here).
     np.testing.assert_allclose(resumed, full[10:], rtol=1e-6, atol=0)
@@ -87,6 +87,6 @@ def test_compile_and_activation_checkpointing_on_cuda(tmp_path):
         checkpoint_interval=8,
     )
     assert all(np.isfinite(losses))
-    ckpt = read_checkpoint(tmp_path / "checkpoints/ckpt_00000008.safetensors")
+    ckpt = read_checkpoint(tmp_path / "checkpoints/step_00000008.safetensors")
     assert not any("_orig_mod" in k for k in ckpt.model)
     assert set(ckpt.model) == set(TinyLM(d=64).state_dict())

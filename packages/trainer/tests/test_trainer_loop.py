@@ -75,7 +75,7 @@ def test_fit_learns_and_reports(tmp_path):
     assert summary["val_loss"] == val[-1]["val_loss"]
     assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ckpts = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
-    assert ckpts == [f"ckpt_{s:08d}.safetensors" for s in (10, 20, 30)]
+    assert ckpts == [f"step_{s:08d}.safetensors" for s in (10, 20, 30)]
     state = read_checkpoint(tmp_path / "checkpoints" / ckpts[-1]).extra["trainer"]
     assert state["step"] == 30 and state["tokens_seen"] == 30 * 8 * 16
     assert state["config"]["batch_size"] == 8
@@ -111,8 +111,8 @@ def test_nonfinite_loss_stops_with_step_and_last_checkpoint(tmp_path):
     with pytest.raises(NonFiniteLossError, match="step 13") as info:
         trainer.fit()
     assert info.value.step == 13
-    assert info.value.last_checkpoint == tmp_path / "checkpoints" / "ckpt_00000010.safetensors"
-    assert "ckpt_00000010" in str(info.value)
+    assert info.value.last_checkpoint == tmp_path / "checkpoints" / "step_00000010.safetensors"
+    assert "step_00000010" in str(info.value)
 
 
 def test_nonfinite_loss_skip_leaves_weights_untouched(tmp_path):
@@ -170,13 +170,13 @@ def test_low_precision_trains_and_resumes(tmp_path, precision):
     full = train_losses(tmp_path / "full/metrics.jsonl")
     assert all(math.isfinite(v) for v in full) and full[-1] < full[0]
     if precision == "fp16":
-        state = read_checkpoint(tmp_path / "full/checkpoints/ckpt_00000012.safetensors")
+        state = read_checkpoint(tmp_path / "full/checkpoints/step_00000012.safetensors")
         assert state.extra["trainer"]["grad_scaler"]["scale"] > 0
     # Resume from step 6 (in a fresh trainer) and compare the rest of the run.
     resumed_dir = tmp_path / "resumed"
     resumed_dir.mkdir()
     trainer = make_trainer(
-        resumed_dir, cfg, resume_from=tmp_path / "full/checkpoints/ckpt_00000006.safetensors"
+        resumed_dir, cfg, resume_from=tmp_path / "full/checkpoints/step_00000006.safetensors"
     )
     trainer.fit()
     assert train_losses(resumed_dir / "metrics.jsonl") == full[6:]

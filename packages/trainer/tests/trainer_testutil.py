@@ -92,7 +92,7 @@ def run_once(args) -> None:
     train(args, args.out, args.resume)
     if args.then_resume_from is not None:
         checkpoint = (
-            Path(args.out) / "checkpoints" / f"ckpt_{args.then_resume_from:08d}.safetensors"
+            Path(args.out) / "checkpoints" / f"step_{args.then_resume_from:08d}.safetensors"
         )
         train(args, Path(args.out) / "resumed", checkpoint)
 

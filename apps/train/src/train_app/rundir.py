@@ -5,7 +5,7 @@ runs/<name>/
   tokenizer/                     vocab.json, merges.txt, special tokens (bpe)
   data/train.bin, data/val.bin   token ids, flat little-endian uint16 (uint32 past 65,536)
   data/meta.json                 their dtype and lengths, and where the text came from
-  checkpoints/ckpt_NNNNNNNN.safetensors   weights, optimizer, data position, RNGs (trainer)
+  checkpoints/step_NNNNNNNN.safetensors   weights, optimizer, data position, RNGs (trainer)
   metrics.jsonl                  one JSON record per log / eval step (trainer)
   loss.png                       train and validation loss (trainer)
   samples.txt                    text generated at the end of each training session

@@ -1,6 +1,6 @@
 """The run's checkpoint directory: numbered files, the latest one, keep-last-N, background writes.
 
-Files are `ckpt_<step, 8 digits>.safetensors`; anything else (a temporary file left by a crash
+Files are `step_<step, 8 digits>.safetensors`; anything else (a temporary file left by a crash
 mid-write, say) is ignored, so `latest_checkpoint()` always names a complete checkpoint.
 
 Writing a checkpoint has two halves. Taking the snapshot (copying weights and optimizer state to
@@ -21,11 +21,11 @@ import torch
 
 from trainer.checkpoint import write_atomic, write_safetensors
 
-_NAME = re.compile(r"^ckpt_(\d{8,})\.safetensors$")
+_NAME = re.compile(r"^step_(\d{8,})\.safetensors$")
 
 
 def checkpoint_name(step: int) -> str:
-    return f"ckpt_{step:08d}.safetensors"
+    return f"step_{step:08d}.safetensors"
 
 
 def list_checkpoints(directory: str | os.PathLike) -> list[tuple[int, Path]]:
