@@ -11,6 +11,7 @@ import pytest
 import regex
 
 from bpe import GPT2_PATTERN, Tokenizer, train_bpe
+from bpe.batch_bpe import BatchBPE, applies_to
 
 
 def reference_encode(tokenizer: Tokenizer, text: str) -> list[int]:
@@ -199,3 +200,65 @@ def test_encode_file_never_cuts_inside_an_overlapping_special_token(tmp_path):
         for start, end in pairwise(cuts):
             ids += tokenizer.encode(data[start:end].decode("utf-8"))
         assert ids == expected, chunk_bytes
+
+
+# ---- the vectorized BPE (bpe.batch_bpe) against the per-pre-token loop and the reference ----
+
+
+def batch_of(tokenizer: Tokenizer) -> BatchBPE:
+    assert applies_to(tokenizer._ranks, tokenizer._merged)
+    return BatchBPE(tokenizer._ranks, tokenizer._merged, tokenizer._byte_ids)
+
+
+def test_batch_equals_loop_on_random_and_repetitive_pieces(tmp_path):
+    rng = random.Random(5)
+    # Runs of one character train merges like (a, a) and (aa, aa): the overlap rule matters.
+    runs = "".join(ch * rng.randrange(1, 40) + " " for ch in "a=-.!0 xyzé😀" * 20)
+    text = runs + "".join(random_unicode(rng, 100) for _ in range(100))
+    path = tmp_path / "corpus.txt"
+    path.write_text(text, encoding="utf-8")
+    vocab, merges = train_bpe(path, 700, [], num_workers=1)
+    tokenizer = Tokenizer(vocab, merges)
+    pieces = sorted(set(regex.findall(GPT2_PATTERN, text)))
+    pieces += ["a" * n for n in range(1, 70)] + ["=" * n for n in range(1, 70)]
+    encoded = batch_of(tokenizer).encode([p.encode("utf-8") for p in pieces])
+    assert encoded == [list(tokenizer._encode_piece(p)) for p in pieces]
+
+
+def test_batch_equals_loop_on_real_text(real_tokenizer, real_text_slices):
+    tokenizer, _ = real_tokenizer
+    text = real_text_slices["held_out"].read_text(encoding="utf-8")[:300_000]
+    pieces = sorted(set(regex.findall(GPT2_PATTERN, text)))
+    assert len(pieces) > 5_000
+    encoded = batch_of(tokenizer).encode([p.encode("utf-8") for p in pieces])
+    assert encoded == [list(tokenizer._encode_piece(p)) for p in pieces]
+
+
+def loop_encode(tokenizer: Tokenizer, text: str) -> list[int]:
+    """The per-pre-token loop alone (itself checked against reference_encode above)."""
+    return [i for word in regex.findall(GPT2_PATTERN, text) for i in tokenizer._encode_piece(word)]
+
+
+def test_many_new_pretokens_at_once_match_the_loop(real_tokenizer, real_text_slices):
+    _, directory = real_tokenizer
+    fresh = Tokenizer.load(directory)  # cold cache: the first call takes the batch path
+    text = real_text_slices["held_out"].read_text(encoding="utf-8")[:100_000]
+    assert len(set(regex.findall(GPT2_PATTERN, text))) > 1024
+    assert fresh._batch_bpe is None
+    assert fresh.encode_ordinary(text) == loop_encode(fresh, text)
+    assert isinstance(fresh._batch_bpe, BatchBPE)
+
+
+def test_merge_order_that_breaks_batching_falls_back_to_the_loop():
+    # (ab, a) ranks before (a, b), which makes ab: in "abab" the loop gives [aba, b] while
+    # merging every (a, b) at once would give [ab, ab]. applies_to sees it and encode keeps
+    # the loop. (Merges learned by training never come in such an order.)
+    vocab = {i: bytes([i]) for i in range(256)}
+    vocab[256], vocab[257] = b"ab", b"aba"
+    merges = [(b"ab", b"a"), (b"a", b"b")]
+    tokenizer = Tokenizer(vocab, merges)
+    assert not applies_to(tokenizer._ranks, tokenizer._merged)
+    text = "".join(" ab" + "ab" * (n % 50) + "x" * n for n in range(1500))  # > 1024 new
+    assert tokenizer.encode(text) == loop_encode(tokenizer, text)
+    assert tokenizer._batch_bpe is False
+    assert tokenizer.encode("abab") == [257, ord("b")]

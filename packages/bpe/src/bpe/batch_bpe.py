@@ -1,0 +1,134 @@
+"""BPE on many pre-tokens at once, in numpy: the encoder's path for the pre-tokens it meets first.
+
+A large text brings tens of thousands of pre-tokens the cache has not seen; running the per-token
+loop (`Tokenizer._encode_piece`) on each costs ~8 Python-level steps per merge. Here all of them
+go in one flat array of ids and each round does, for every pre-token at once: rank every adjacent
+pair (a vectorized hash-table lookup), take each pre-token's lowest rank, and merge every
+occurrence of that pair in it, leftmost first where occurrences overlap (`a a a` -> `aa a`).
+
+Merging every occurrence of the lowest pair in one round is what the one-merge-at-a-time loop
+does too, provided a pair that involves a freshly merged token never ranks below the merge that
+made it: then nothing can come between the occurrences. That holds for merges learned by BPE
+training (a merge comes after the merges that made its parts), GPT-2's included; `applies_to`
+checks it, and the tokenizer keeps the loop for merge lists where it fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+_NO_MERGE = np.int64(1 << 62)
+_EMPTY = np.int64(-1)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing multiplier (2**64 / golden ratio)
+
+
+def applies_to(ranks: Mapping[tuple[int, int], int], merged: Sequence[int]) -> bool:
+    """Whether every merge ranks after every merge that makes one of its parts (see above)."""
+    last_made: dict[int, int] = {}
+    for rank, token in enumerate(merged):
+        last_made[token] = rank
+    return all(
+        last_made.get(left, -1) < rank and last_made.get(right, -1) < rank
+        for (left, right), rank in ranks.items()
+    )
+
+
+class BatchBPE:
+    """Vectorized BPE over a merge table: `encode(list of bytes) -> list of id lists`.
+
+    ranks: (left id, right id) -> rank; merged[rank]: the id that merge makes; byte_ids[b]: the
+    id of byte b.
+    """
+
+    def __init__(
+        self,
+        ranks: Mapping[tuple[int, int], int],
+        merged: Sequence[int],
+        byte_ids: Sequence[int],
+    ):
+        self._byte_ids = np.array(byte_ids, dtype=np.int64)
+        self._base = max([max(pair) for pair in ranks] + list(merged) + list(byte_ids)) + 1
+        keys = np.array([a * self._base + b for a, b in ranks], dtype=np.int64)
+        values = np.array(list(ranks.values()), dtype=np.int64)
+        self._merged = np.array(merged, dtype=np.int64)
+        # Open addressing with linear probing, at most 1/4 full so that probes are short.
+        self._bits = max(4, int(4 * max(1, len(keys)) - 1).bit_length())
+        size = 1 << self._bits
+        self._mask = size - 1
+        table_keys = np.full(size, _EMPTY, dtype=np.int64)
+        table_values = np.full(size, _NO_MERGE, dtype=np.int64)
+        slots = self._hash(keys)
+        self._probes = 1
+        for key, value, slot in zip(keys.tolist(), values.tolist(), slots.tolist(), strict=True):
+            probes = 1
+            while table_keys[slot] != _EMPTY:
+                slot = (slot + 1) & self._mask
+                probes += 1
+            table_keys[slot], table_values[slot] = key, value
+            self._probes = max(self._probes, probes)
+        self._table_keys, self._table_values = table_keys, table_values
+
+    def _hash(self, keys: np.ndarray) -> np.ndarray:
+        mixed = keys.astype(np.uint64) * _GOLDEN  # wraps modulo 2**64, as intended
+        return (mixed >> np.uint64(64 - self._bits)).astype(np.int64)
+
+    def _rank(self, keys: np.ndarray) -> np.ndarray:
+        """The rank of each pair key, _NO_MERGE where it is not a merge."""
+        ranks = np.full(len(keys), _NO_MERGE, dtype=np.int64)
+        where = np.arange(len(keys))
+        slots = self._hash(keys)
+        for _ in range(self._probes):  # an absent key stops at an empty slot, or here
+            found = self._table_keys[slots]
+            hit = found == keys
+            ranks[where[hit]] = self._table_values[slots[hit]]
+            go_on = ~hit & (found != _EMPTY)
+            if not go_on.any():
+                break
+            where, keys, slots = where[go_on], keys[go_on], (slots[go_on] + 1) & self._mask
+        return ranks
+
+    def encode(self, pieces: Sequence[bytes]) -> list[list[int]]:
+        """The ids of each piece (the UTF-8 bytes of one pre-token each; none empty)."""
+        count = len(pieces)
+        lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=count)
+        ids = self._byte_ids[np.frombuffer(b"".join(pieces), dtype=np.uint8)]  # (total bytes,)
+        owner = np.repeat(np.arange(count), lengths)  # which pre-token each id belongs to
+        finished_ids, finished_owner = [], []
+        while len(ids):
+            n = len(ids)
+            starts_piece = np.empty(n, dtype=bool)  # ids[j] is the first id of its pre-token
+            starts_piece[0] = True
+            np.not_equal(owner[1:], owner[:-1], out=starts_piece[1:])
+            # rank[j]: rank of the pair (ids[j], ids[j+1]); none across pre-tokens or at the end.
+            rank = np.full(n, _NO_MERGE, dtype=np.int64)
+            inside = np.flatnonzero(~starts_piece[1:])
+            rank[inside] = self._rank(ids[inside] * self._base + ids[inside + 1])
+            starts = np.flatnonzero(starts_piece)
+            lowest = np.minimum.reduceat(rank, starts)  # per pre-token
+            lowest = np.repeat(lowest, np.diff(np.append(starts, n)))  # back to (n,)
+            done = lowest == _NO_MERGE
+            if done.any():
+                finished_ids.append(ids[done])
+                finished_owner.append(owner[done])
+            merge = (rank == lowest) & ~done  # merge (ids[j], ids[j+1]) into ids[j]
+            # Overlapping occurrences (a run `a a a` of the pair (a, a)): leftmost first, so
+            # keep every other one of each run of consecutive positions.
+            after = np.zeros(n, dtype=bool)
+            after[1:] = merge[:-1]
+            if (merge & after).any():
+                position = np.arange(n)
+                run_start = np.maximum.accumulate(np.where(merge & ~after, position, 0))
+                merge &= (position - run_start) % 2 == 0
+            ids[merge] = self._merged[rank[merge]]
+            keep = ~done
+            keep[1:] &= ~merge[:-1]  # the right half of each merged pair goes
+            ids, owner = ids[keep], owner[keep]
+        if not finished_ids:
+            return [[] for _ in range(count)]
+        all_owner = np.concatenate(finished_owner)
+        order = np.argsort(all_owner, kind="stable")  # ids of a pre-token stay in order
+        flat = np.concatenate(finished_ids)[order].tolist()
+        ends = np.cumsum(np.bincount(all_owner, minlength=count)).tolist()
+        return [flat[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
