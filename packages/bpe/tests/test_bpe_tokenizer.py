@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import pickle
 import random
+from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 
 import numpy as np
@@ -262,3 +264,18 @@ def test_merge_order_that_breaks_batching_falls_back_to_the_loop():
     assert tokenizer.encode(text) == loop_encode(tokenizer, text)
     assert tokenizer._batch_bpe is False
     assert tokenizer.encode("abab") == [257, ord("b")]
+
+
+def test_threads_sharing_a_tokenizer_get_the_same_ids(real_tokenizer, real_text_slices):
+    # While a call is under way the cache holds lists still to be filled; each thread has its
+    # own cache, so no thread can read another's unfilled lists.
+    _, directory = real_tokenizer
+    text = real_text_slices["held_out"].read_text(encoding="utf-8")[:200_000]
+    parts = [text[i * 25_000 : (i + 2) * 25_000] for i in range(7)]
+    serial = Tokenizer.load(directory)
+    expected = [serial.encode(part) for part in parts]
+    shared = Tokenizer.load(directory)
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(shared.encode, parts * 3)) == expected * 3
+    copy = pickle.loads(pickle.dumps(shared))
+    assert copy.encode(parts[0]) == expected[0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import pairwise, repeat
 from pathlib import Path
@@ -100,7 +101,9 @@ class Tokenizer:
         self._special_prefixes = {t[:k] for t in self.special_tokens for k in range(1, len(t))}
         # The vectorized BPE: built on first use; False where it would not be exact.
         self._batch_bpe: BatchBPE | bool | None = None
-        self._cache = _PieceCache(self)
+        # One pre-token cache per thread: a cache holds unfilled lists while a call is under way
+        # (see _PieceCache), which another thread must never read.
+        self._local = threading.local()
 
     # ---- properties -------------------------------------------------------------------------
 
@@ -150,7 +153,7 @@ class Tokenizer:
         list, filled later by `_concat_values` together with all the others: many new
         pre-tokens at once go through the vectorized BPE.
         """
-        lookup = self._cache.__getitem__
+        lookup = self._cache().__getitem__
         if len(text) <= _BLOCK_CHARS:
             values += map(lookup, pretokens(text))
             return
@@ -167,9 +170,18 @@ class Tokenizer:
 
     def _concat_values(self, values: list[Sequence[int]]) -> list[int]:
         """Run the BPE on the pre-tokens met for the first time, then concatenate all ids."""
-        if self._cache.pending:
-            self._cache.fill_pending()
+        cache = self._cache()
+        if cache.pending:
+            cache.fill_pending()
         return _concat(values)
+
+    def _cache(self) -> _PieceCache:
+        """This thread's pre-token cache."""
+        try:
+            return self._local.cache
+        except AttributeError:
+            self._local.cache = _PieceCache(self)
+            return self._local.cache
 
     def encode_iterable(self, iterable: Iterable[str]) -> Iterator[int]:
         """Lazily yield the ids of the concatenated strings (e.g. the lines of an open file).
@@ -207,7 +219,7 @@ class Tokenizer:
         if words:
             rest = words.pop()
             values: list[Sequence[int]] = []
-            values += map(self._cache.__getitem__, words)
+            values += map(self._cache().__getitem__, words)
             ids += self._concat_values(values)
         else:
             rest = ""
@@ -363,12 +375,12 @@ class Tokenizer:
     # Pickling (for worker processes) leaves the cache behind.
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_cache"] = None
+        del state["_local"]
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._cache = _PieceCache(self)
+        self._local = threading.local()
 
 
 def _concat(lists: Iterable[Sequence[int]]) -> list[int]:
@@ -393,7 +405,7 @@ class _PieceCache(dict):
 
     def __missing__(self, piece: str) -> list[int]:
         if len(self) >= _CACHE_LIMIT:
-            self.clear()  # pending lists stay alive with whoever holds them
+            self.clear()  # pending lists stay alive in self._holders
         ids = self[piece] = []
         self.pending.append(piece)
         self._holders.append(ids)
@@ -401,17 +413,19 @@ class _PieceCache(dict):
 
     def fill_pending(self) -> None:
         pieces, holders = self.pending, self._holders
-        self.pending, self._holders = [], []
         batch = self._tokenizer._batch() if len(pieces) >= _BATCH_MIN else None
+        # Everything that may fail runs first: if it raises, the pending lists stay pending
+        # and the next call fills them.
         if batch is None:
-            encoded = map(self._tokenizer._encode_piece, pieces)
+            encoded = list(map(self._tokenizer._encode_piece, pieces))
         else:
             encoded = batch.encode([piece.encode("utf-8") for piece in pieces])
         for piece, ids, piece_ids in zip(pieces, holders, encoded, strict=True):
-            ids += piece_ids  # for the callers holding this list
+            ids[:] = piece_ids  # for the callers holding this list
             # The cache keeps a tuple: unlike a list, the garbage collector stops tracking a
             # tuple of ints, so hundreds of thousands of entries cost its passes nothing.
-            self[piece] = tuple(ids)
+            self[piece] = tuple(piece_ids)
+        self.pending, self._holders = [], []
 
 
 _worker_tokenizer: Tokenizer | None = None
