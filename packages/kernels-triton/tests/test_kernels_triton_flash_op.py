@@ -134,10 +134,18 @@ def test_compiles_with_fullgraph_and_matches_eager(is_causal):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("dtype, tol", [(torch.bfloat16, 2e-2), (torch.float32, 1e-4)])
-def test_inductor_compiled_block_matches_sdpa_on_gpu(dtype, tol, rel_err):
+def test_inductor_compiled_block_matches_sdpa_on_gpu(dtype, tol):
     """The default inductor backend on the GPU, with no graph break, against the same block
-    with PyTorch's SDPA (compiled alike) and a float64 eager run of our block's math."""
+    with PyTorch's SDPA (compiled alike) and a float64 eager run of our block's math.
+
+    Plain relative error (no floor at 1, unlike conftest's): the weight gradients are small in
+    norm, and a floor would turn the check into a loose absolute one. On the CPU, bf16 SDPA lands
+    at ~6e-3 on every output of this block and float32 at ~7e-7.
+    """
     import torch.nn.functional as F
+
+    def rel_err(actual, expected):
+        return ((actual.double() - expected).norm() / expected.norm()).item()
 
     torch._dynamo.reset()
     batch, seq, heads, head_dim = 2, 1000, 4, 64
