@@ -160,6 +160,25 @@ def test_encode_long_text_in_blocks(small_tokenizer):
         module._BLOCK_CHARS = block
 
 
+def test_cache_cleared_at_its_limit_keeps_the_ids(small_tokenizer):
+    # The pre-token cache is cleared once it holds more than _CACHE_LIMIT pre-tokens; codes
+    # handed out before the reset must never be read against the new table.
+    rng = random.Random(8)
+    texts = ["".join(random_unicode(rng, 60) + " " for _ in range(40)) for _ in range(6)]
+    texts += ["a<|endoftext|>b" + texts[0]]
+    expected = [small_tokenizer.encode(text) for text in texts]
+    import bpe.tokenizer as module
+
+    fresh = Tokenizer(small_tokenizer.vocab, small_tokenizer.merges, ["<|endoftext|>"])
+    limit = module._CACHE_LIMIT
+    module._CACHE_LIMIT = 50
+    try:
+        assert [fresh.encode(text) for text in texts * 2] == expected * 2
+        assert len(fresh._cache()) <= 50  # it was cleared (the texts hold thousands)
+    finally:
+        module._CACHE_LIMIT = limit
+
+
 def test_encode_file_equals_encode(real_tokenizer, real_text_slices, tmp_path):
     tokenizer, _ = real_tokenizer
     path = real_text_slices["held_out"]
@@ -267,8 +286,8 @@ def test_merge_order_that_breaks_batching_falls_back_to_the_loop():
 
 
 def test_threads_sharing_a_tokenizer_get_the_same_ids(real_tokenizer, real_text_slices):
-    # While a call is under way the cache holds lists still to be filled; each thread has its
-    # own cache, so no thread can read another's unfilled lists.
+    # While a call is under way the cache holds codes whose ids are not computed yet; each
+    # thread has its own cache, so no thread can read another's pending codes.
     _, directory = real_tokenizer
     text = real_text_slices["held_out"].read_text(encoding="utf-8")[:200_000]
     parts = [text[i * 25_000 : (i + 2) * 25_000] for i in range(7)]

@@ -91,6 +91,12 @@ class BatchBPE:
 
     def encode(self, pieces: Sequence[bytes]) -> list[list[int]]:
         """The ids of each piece (the UTF-8 bytes of one pre-token each; none empty)."""
+        flat, lengths = self.encode_flat(pieces)
+        flat, ends = flat.tolist(), np.cumsum(lengths).tolist()
+        return [flat[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+
+    def encode_flat(self, pieces: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of all pieces one after the other, and how many ids each piece has."""
         count = len(pieces)
         lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=count)
         ids = self._byte_ids[np.frombuffer(b"".join(pieces), dtype=np.uint8)]  # (total bytes,)
@@ -126,9 +132,7 @@ class BatchBPE:
             keep[1:] &= ~merge[:-1]  # the right half of each merged pair goes
             ids, owner = ids[keep], owner[keep]
         if not finished_ids:
-            return [[] for _ in range(count)]
+            return np.zeros(0, dtype=np.int64), np.zeros(count, dtype=np.int64)
         all_owner = np.concatenate(finished_owner)
         order = np.argsort(all_owner, kind="stable")  # ids of a pre-token stay in order
-        flat = np.concatenate(finished_ids)[order].tolist()
-        ends = np.cumsum(np.bincount(all_owner, minlength=count)).tolist()
-        return [flat[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+        return np.concatenate(finished_ids)[order], np.bincount(all_owner, minlength=count)

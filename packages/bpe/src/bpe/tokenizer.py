@@ -14,7 +14,7 @@ import json
 import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import pairwise, repeat
+from itertools import chain, pairwise, repeat
 from pathlib import Path
 
 import numpy as np
@@ -101,8 +101,8 @@ class Tokenizer:
         self._special_prefixes = {t[:k] for t in self.special_tokens for k in range(1, len(t))}
         # The vectorized BPE: built on first use; False where it would not be exact.
         self._batch_bpe: BatchBPE | bool | None = None
-        # One pre-token cache per thread: a cache holds unfilled lists while a call is under way
-        # (see _PieceCache), which another thread must never read.
+        # One pre-token cache per thread: while a call is under way a cache holds codes whose
+        # ids are not computed yet (see _PieceCache), which another thread must never read.
         self._local = threading.local()
 
     # ---- properties -------------------------------------------------------------------------
@@ -127,53 +127,53 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         """The ids of `text`; special tokens in it become their single ids."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
-        if self._special_re is None:
-            return self.encode_ordinary(text)
-        pieces = self._special_re.split(text)  # [text, special, text, special, ..., text]
-        values: list[Sequence[int]] = []
-        for k, piece in enumerate(pieces):
-            if k % 2:
-                values.append([self.special_ids[piece]])
-            elif piece:
-                self._look_up(piece, values)
-        return self._concat_values(values)
+        return self._encode_array(text, specials=True).tolist()
 
     def encode_ordinary(self, text: str) -> list[int]:
         """The ids of `text` with special tokens treated as plain text."""
-        values: list[Sequence[int]] = []
-        self._look_up(text, values)
-        return self._concat_values(values)
+        return self._encode_array(text, specials=False).tolist()
 
-    def _look_up(self, text: str, values: list[Sequence[int]]) -> None:
-        """Append to `values` the cached ids of each pre-token of `text`, one list per pre-token.
+    def _encode_array(self, text: str, specials: bool) -> np.ndarray:
+        """The ids of `text` as an int64 array (`specials`: whether special tokens count)."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        cache = self._cache()
+        codes: list[np.ndarray] = []
+        if not specials or self._special_re is None:
+            self._look_up(text, codes)
+        else:
+            pieces = self._special_re.split(text)  # [text, special, text, special, ..., text]
+            special_codes = cache.special_codes
+            for k, piece in enumerate(pieces):
+                if k % 2:
+                    codes.append(special_codes[piece])
+                elif piece:
+                    self._look_up(piece, codes)
+        return cache.ids_of(codes)
 
-        One C-level dict lookup per pre-token. A pre-token met for the first time gets an empty
-        list, filled later by `_concat_values` together with all the others: many new
-        pre-tokens at once go through the vectorized BPE.
+    def _look_up(self, text: str, codes: list[np.ndarray]) -> None:
+        """Append to `codes` the cache code of each pre-token of `text`, as one array per block.
+
+        One C-level dict lookup per pre-token, written straight into an int64 array. A
+        pre-token met for the first time gets a new code from the cache's `__missing__`; its
+        ids are computed later (`_PieceCache.ids_of`) together with all the other new ones,
+        so that many new pre-tokens at once go through the vectorized BPE.
         """
         lookup = self._cache().__getitem__
         if len(text) <= _BLOCK_CHARS:
-            values += map(lookup, pretokens(text))
+            words = pretokens(text)
+            codes.append(np.fromiter(map(lookup, words), dtype=np.int64, count=len(words)))
             return
         # A long text goes in blocks so that the list of pre-tokens stays small. A block's last
         # pre-token might continue past the block's end, so it is matched again with the next.
         start = 0
         while start < len(text):
             end = start + _BLOCK_CHARS
-            pieces = pretokens(text, start, end)
-            if end < len(text) and len(pieces) > 1:
-                pieces.pop()
-            values += map(lookup, pieces)
-            start += sum(map(len, pieces))
-
-    def _concat_values(self, values: list[Sequence[int]]) -> list[int]:
-        """Run the BPE on the pre-tokens met for the first time, then concatenate all ids."""
-        cache = self._cache()
-        if cache.pending:
-            cache.fill_pending()
-        return _concat(values)
+            words = pretokens(text, start, end)
+            if end < len(text) and len(words) > 1:
+                words.pop()
+            codes.append(np.fromiter(map(lookup, words), dtype=np.int64, count=len(words)))
+            start += sum(map(len, words))
 
     def _cache(self) -> _PieceCache:
         """This thread's pre-token cache."""
@@ -218,9 +218,9 @@ class Tokenizer:
         words = pretokens(last)
         if words:
             rest = words.pop()
-            values: list[Sequence[int]] = []
-            values += map(self._cache().__getitem__, words)
-            ids += self._concat_values(values)
+            cache = self._cache()
+            codes = np.fromiter(map(cache.__getitem__, words), dtype=np.int64, count=len(words))
+            ids += cache.ids_of([codes]).tolist()
         else:
             rest = ""
         return ids, rest + tail
@@ -383,49 +383,98 @@ class Tokenizer:
         self._local = threading.local()
 
 
-def _concat(lists: Iterable[Sequence[int]]) -> list[int]:
-    """Concatenate lists of ids. list.extend copies each list in one go, which beats
-    list(chain.from_iterable(...)) by about 20% here, where most lists hold one id."""
-    ids: list[int] = []
-    extend = ids.extend
-    for t in lists:
-        extend(t)
-    return ids
-
-
 class _PieceCache(dict):
-    """pre-token -> its ids. A missing pre-token gets an empty list, remembered as pending
-    until `fill_pending` runs the BPE on all pending pre-tokens at once (dict.__missing__)."""
+    """pre-token -> code; the ids of code c are flat[start[c] : start[c] + length[c]].
+
+    Codes are handed out in order, so the pre-tokens still to be encoded (`pending`) hold
+    exactly the codes from `len(start)` on: `__missing__` gives a new pre-token the next code at
+    once, and `fill_pending` runs the BPE on all of them together and appends their ids to the
+    table. The values are ints, which the garbage collector does not track, and the output is
+    gathered from the table by numpy (`ids_of`) instead of concatenating one sequence of ids per
+    pre-token in Python.
+    """
 
     def __init__(self, tokenizer: Tokenizer):
         super().__init__()
         self._tokenizer = tokenizer
         self.pending: list[str] = []
-        self._holders: list[list[int]] = []
+        # Growable arrays: only [:self._codes] of start/length and [:self._used] of flat count.
+        self._flat = np.empty(1 << 16, dtype=np.int64)
+        self._start = np.empty(1 << 14, dtype=np.int64)
+        self._length = np.empty(1 << 14, dtype=np.int64)
+        self._codes = self._used = 0
+        self._next_code = 0
+        # The special tokens take the first codes, outside the dict: the text of a special
+        # token is also ordinary text, whose pre-tokens the dict holds.
+        special_ids = list(tokenizer.special_ids.values())
+        self.special_codes = {
+            token: np.array([code], dtype=np.int64)
+            for code, token in enumerate(tokenizer.special_ids)
+        }
+        self._next_code = len(special_ids)
+        self._append(np.array(special_ids, dtype=np.int64), np.ones(len(special_ids), np.int64))
 
-    def __missing__(self, piece: str) -> list[int]:
-        if len(self) >= _CACHE_LIMIT:
-            self.clear()  # pending lists stay alive in self._holders
-        ids = self[piece] = []
+    def __missing__(self, piece: str) -> int:
+        code = self[piece] = self._next_code
+        self._next_code = code + 1
         self.pending.append(piece)
-        self._holders.append(ids)
+        return code
+
+    def ids_of(self, codes: list[np.ndarray]) -> np.ndarray:
+        """The ids of a sequence of codes (given as a list of arrays), in one int64 array."""
+        if self.pending:
+            self.fill_pending()
+        codes = codes[0] if len(codes) == 1 else np.concatenate(codes or [np.zeros(0, np.int64)])
+        if not len(codes):
+            return codes
+        lengths = self._length[codes]
+        ends = np.cumsum(lengths)
+        # Output position j of pre-token i (from ends[i] - lengths[i] on) reads
+        # flat[start[i] + j - (ends[i] - lengths[i])]: one shift per pre-token, repeated.
+        shift = self._start[codes]
+        shift -= ends
+        shift += lengths
+        source = np.repeat(shift, lengths)  # (number of ids,)
+        source += np.arange(len(source))
+        ids = self._flat[source]
+        if len(self) > _CACHE_LIMIT:
+            self._reset()  # memory bound; nothing is pending here, and `codes` are used up
         return ids
 
     def fill_pending(self) -> None:
-        pieces, holders = self.pending, self._holders
-        batch = self._tokenizer._batch() if len(pieces) >= _BATCH_MIN else None
-        # Everything that may fail runs first: if it raises, the pending lists stay pending
-        # and the next call fills them.
+        """Run the BPE on the pending pre-tokens and append their ids to the table."""
+        pieces = self.pending
+        tokenizer = self._tokenizer
+        batch = tokenizer._batch() if len(pieces) >= _BATCH_MIN else None
+        # If the BPE raises, nothing has changed: the pre-tokens stay pending (with their codes)
+        # and the next call encodes them.
         if batch is None:
-            encoded = list(map(self._tokenizer._encode_piece, pieces))
+            encoded = list(map(tokenizer._encode_piece, pieces))
+            flat = np.fromiter(chain.from_iterable(encoded), dtype=np.int64)
+            lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
         else:
-            encoded = batch.encode([piece.encode("utf-8") for piece in pieces])
-        for piece, ids, piece_ids in zip(pieces, holders, encoded, strict=True):
-            ids[:] = piece_ids  # for the callers holding this list
-            # The cache keeps a tuple: unlike a list, the garbage collector stops tracking a
-            # tuple of ints, so hundreds of thousands of entries cost its passes nothing.
-            self[piece] = tuple(piece_ids)
-        self.pending, self._holders = [], []
+            flat, lengths = batch.encode_flat([piece.encode("utf-8") for piece in pieces])
+        self._append(flat, lengths)
+        self.pending = []
+
+    def _append(self, flat: np.ndarray, lengths: np.ndarray) -> None:
+        codes, used = self._codes + len(lengths), self._used + len(flat)
+        if codes > len(self._start):
+            size = max(codes, 2 * len(self._start))
+            self._start = np.resize(self._start, size)
+            self._length = np.resize(self._length, size)
+        if used > len(self._flat):
+            self._flat = np.resize(self._flat, max(used, 2 * len(self._flat)))
+        self._flat[self._used : used] = flat
+        self._length[self._codes : codes] = lengths
+        self._start[self._codes : codes] = np.cumsum(lengths) - lengths + self._used
+        self._codes, self._used = codes, used
+
+    def _reset(self) -> None:
+        specials = len(self.special_codes)
+        self.clear()
+        self._codes = self._next_code = specials
+        self._used = int(self._length[:specials].sum())
 
 
 _worker_tokenizer: Tokenizer | None = None
@@ -440,17 +489,16 @@ def _encode_chunk(job: tuple) -> tuple[int, np.ndarray, int]:
     index, path, start, end, errors = job
     text = read_text_chunk(path, start, end, errors)
     # Encoding a chunk makes hundreds of thousands of objects that live until it is done and
-    # form no cycles, so the garbage collector's passes over them are pure cost (~8% here).
+    # form no cycles, so the garbage collector's passes over them are pure cost.
     # Scoped, so that a one-worker encode_file (run in the caller's process) leaves it as it was.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        ids = _worker_tokenizer.encode(text)
+        ids = _worker_tokenizer._encode_array(text, specials=True)
     finally:
         if collecting:
             gc.enable()
-    ids = np.fromiter(ids, dtype=_worker_tokenizer.token_dtype, count=len(ids))
-    return index, ids, end - start
+    return index, ids.astype(_worker_tokenizer.token_dtype), end - start
 
 
 def _special_split_regex(special_tokens: Sequence[str]) -> regex.Pattern | None:
