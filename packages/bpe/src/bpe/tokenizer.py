@@ -35,6 +35,7 @@ _NO_MERGE = 1 << 62  # rank of a pair that is not a merge
 _BLOCK_CHARS = 1 << 20  # text is matched in blocks of this many characters to bound memory
 _CACHE_LIMIT = 1 << 21  # distinct pre-tokens kept in the cache before it is cleared
 _BATCH_MIN = 1024  # new pre-tokens at once from which the vectorized BPE beats the loop
+_FILE_CHUNK_BYTES = 4 << 20  # encode_file: bytes of text per job
 
 
 class Tokenizer:
@@ -306,7 +307,7 @@ class Tokenizer:
         if not os.path.isfile(input_path):
             raise FileNotFoundError(f"input_path {os.fspath(input_path)!r} does not exist")
         num_workers = default_num_workers(num_workers)
-        chunks = iter_chunks(input_path, self.special_tokens, num_workers, chunk_bytes=4 << 20)
+        chunks = iter_chunks(input_path, self.special_tokens, num_workers, _FILE_CHUNK_BYTES)
         jobs = [(i, os.fspath(input_path), s, e, errors) for i, (s, e) in enumerate(chunks)]
         output_path = Path(output_path)
         tmp = output_path.with_name(f".{output_path.name}.tmp-{os.getpid()}")
