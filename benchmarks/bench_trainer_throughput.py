@@ -5,15 +5,18 @@ Model: nn_core.TransformerLM at the CS336 17M config (d_model 512, 4 layers, 16 
 autocast, torch.compile, optim.AdamW (foreach), global-norm clipping to 1.0 in both.
 
 The peer is the loop people write by hand (nanoGPT style): random windows gathered with NumPy,
-pinned and copied non-blocking, forward, float32 cross-entropy, backward, clip, step; no host
-sync inside the timed loop. The trainer adds what a real run needs: a prefetching loader, one
-host sync per step (NaN/inf check, loss and grad norm), a metrics record every 10 steps.
+pinned and copied non-blocking, then one compiled function for the forward and the float32
+cross-entropy (nanoGPT's model returns the loss from its compiled forward), backward, clip,
+step; no host sync inside the timed loop. The trainer adds what a real run needs: a prefetching
+loader, each step's loss and grad norm read back one step late (NaN/inf check), a metrics record
+every 10 steps, and a checkpoint every 500 steps (apps/train's default), all inside its timed
+stretch; the peer saves nothing.
 
 Printed, one JSON line per figure: step time, tokens/s and MFU (ours, the peer's, ratio), and
-the trainer's own host time (data, logging, checkpoint) as % of step time. The trainer's timed
-stretch holds a real checkpoint every 500 steps (apps/train's default), so its tokens/s pays
-for it; the peer saves nothing. (The H100 figures in packages/trainer/README.md came from the
-previous version of this script, whose window also held the run's final checkpoint.)
+the trainer's overhead: the step time it adds over the peer, as % of its step time (the issue's
+"< 3%"), with the host time spent in data, logging and checkpoint snapshots beside it (host time
+that overlaps GPU work costs nothing, so it is an upper bound, not the cost). The peer runs
+before and after ours and its two times are averaged.
 `--smoke` runs a tiny fp32 version on the CPU.
 
     python benchmarks/bench_trainer_throughput.py [--steps 600] [--out results.jsonl]
@@ -69,13 +72,20 @@ def sync(device: torch.device) -> None:
 
 
 class PlainLoop:
-    """The peer: a hand-written compiled training loop."""
+    """The peer: a hand-written compiled training loop. As in nanoGPT, where the model's
+    forward returns the loss, one compiled function runs the model and the loss."""
 
     def __init__(self, config, data, batch, context, device, precision, compile_model):
         self.model, self.optimizer = build(config, device)
-        self.step_fn = torch.compile(self.model) if compile_model else self.model
         self.data, self.batch, self.context, self.device = data, batch, context, device
         self.dtype = torch.bfloat16 if precision == "bf16" else None
+
+        def forward_loss(x, y):
+            with torch.autocast(self.device.type, self.dtype, enabled=self.dtype is not None):
+                logits = self.model(x)  # (B, T, V)
+            return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+
+        self.forward_loss = torch.compile(forward_loss) if compile_model else forward_loss
 
     def run(self, steps: int) -> tuple[float, float]:
         """Train `steps` steps; return (seconds, last loss)."""
@@ -83,9 +93,7 @@ class PlainLoop:
         t0 = time.perf_counter()
         for _ in range(steps):
             x, y = plain_batch(self.data, self.batch, self.context, self.device)
-            with torch.autocast(self.device.type, self.dtype, enabled=self.dtype is not None):
-                logits = self.step_fn(x)  # (B, T, V)
-            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+            loss = self.forward_loss(x, y)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
             self.optimizer.step()
@@ -269,21 +277,20 @@ def main() -> None:
             peak_flops=peak,
             flops_per_token=flops_per_token,
         )
-    # The trainer's own host time per step, as a share of the step: gathering data, logging,
-    # and the checkpoint's blocking snapshot (the file is written in the background). Host time
-    # spent waiting for the device is not overhead: the device is busy then.
+    # The trainer's overhead is the step time it adds over the plain loop. Its own host time
+    # (gathering data, logging, the checkpoint snapshot) is printed beside it: it costs step
+    # time only when the device waits for the host, so it bounds the overhead from above.
     data_ms = 1e3 * spent["data"] / args.steps
     log_ms = 1e3 * spent["log"] / args.steps
     ckpt_ms = 1e3 * spent["checkpoint"] / args.steps
-    overhead = (data_ms + log_ms + ckpt_ms) / (1e3 * our_step)
+    host_pct = 100 * (data_ms + log_ms + ckpt_ms) / (1e3 * our_step)
     emit(
         "trainer_overhead_pct_of_step",
-        100 * overhead,
+        100 * (our_step - peer_step) / our_step,
         3.0,
-        "% of step time (target < 3)",
-        data_ms_per_step=data_ms,
-        log_ms_per_step=log_ms,
-        checkpoint_ms_per_step=ckpt_ms,
+        "% of step time: (ours - peer) / ours (target < 3)",
+        host_ms_per_step={"data": data_ms, "log": log_ms, "checkpoint": ckpt_ms},
+        host_pct_of_step=host_pct,
         checkpoint_interval=CHECKPOINT_INTERVAL,
         saves_in_timed_window=save["saves_in_timed_window"],
         checkpoint_blocking_s=save["blocking_s"],

@@ -90,3 +90,24 @@ def test_compile_and_activation_checkpointing_on_cuda(tmp_path):
     ckpt = read_checkpoint(tmp_path / "checkpoints/step_00000008.safetensors")
     assert not any("_orig_mod" in k for k in ckpt.model)
     assert set(ckpt.model) == set(TinyLM(d=64).state_dict())
+
+
+def test_host_staging_snapshot_is_taken_before_later_writes():
+    # A 256 MB state takes milliseconds to cross to the host. The snapshot must hold the values
+    # of the moment it was taken, although the host goes on at once and the next write to the
+    # live tensor is queued right behind the copy.
+    from trainer.checkpoint import HostStaging, snapshot_checkpoint
+
+    model = torch.nn.Module()
+    model.big = torch.nn.Parameter(torch.randn(64 << 20, device="cuda"))
+    staging = HostStaging()
+    for round_ in range(2):  # the second snapshot reuses the first one's pinned buffers
+        expected = model.big.detach().cpu()
+        tensors, _ = snapshot_checkpoint(model, None, round_, staging=staging)
+        staging.hold_writes_until_copied()
+        with torch.no_grad():
+            model.big.add_(1.0)  # what the optimizer step does next
+        staging.wait()
+        assert tensors["model.big"].is_pinned()
+        assert torch.equal(tensors["model.big"], expected)
+    assert not torch.equal(tensors["model.big"], model.big.detach().cpu())

@@ -161,8 +161,86 @@ def _unflatten_optimizer(tensors: Mapping[str, torch.Tensor], meta: dict[str, An
 # Writing
 
 
-def _detach_for_save(tensors: dict[str, torch.Tensor]) -> tuple[dict, dict[str, str]]:
-    """Private CPU copies; tensors that share storage (tied weights) are stored once."""
+class HostStaging:
+    """Page-locked host buffers that a CUDA state is copied into on a side stream, kept from one
+    checkpoint to the next.
+
+    Copying tensor by tensor with `.to("cpu")` blocks the host on every copy, and the first one
+    also waits for all the GPU work already queued, so the GPU runs dry while the snapshot is
+    taken. Here the whole copy is queued at once on a stream of its own, behind the work queued so
+    far: the host goes straight back to queueing steps, the GPU runs the next forward and backward
+    while the bytes travel, and only the next optimizer step (the first thing that changes the
+    saved tensors) must wait for `ready`, on the GPU, through `hold_writes_until_copied()`.
+
+    Whoever reads the host tensors calls `wait()` first. The buffers are reused by the next
+    `copy()`, so the previous snapshot must be written (or dropped) before it.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, torch.Tensor] = {}
+        self._streams: dict[torch.device, torch.cuda.Stream] = {}
+        self.ready: torch.cuda.Event | None = None
+        self._copying: list[torch.Tensor] = []  # sources of the snapshot being queued
+        self._held: list[torch.Tensor] = []  # sources kept alive until their copy has read them
+        self._writes_held = True
+        self.reserved = False  # whether reserve() has run (the trainer calls it once)
+
+    def reserve(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
+        """Allocate the buffers a snapshot of (model, optimizer) needs now, by taking one and
+        dropping it."""
+        snapshot_checkpoint(model, optimizer, 0, staging=self)
+        self.hold_writes_until_copied()
+        self.wait()
+        self.reserved = True
+
+    def copy(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
+        """Queue the copy of CUDA `tensor` into this name's pinned buffer; return the buffer."""
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.shape != tensor.shape or buffer.dtype != tensor.dtype:
+            buffer = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+            self._buffers[name] = buffer
+        stream = self._streams.get(tensor.device)
+        if stream is None:
+            stream = self._streams[tensor.device] = torch.cuda.Stream(tensor.device)
+        if not self._copying:  # the first tensor of this snapshot: start behind queued work
+            stream.wait_stream(torch.cuda.current_stream(tensor.device))
+        with torch.cuda.stream(stream):
+            buffer.copy_(tensor.detach(), non_blocking=True)
+        self._copying.append(tensor)
+        return buffer
+
+    def finish(self) -> None:
+        """Mark the end of one snapshot's copies (sets `ready`)."""
+        self.ready = None
+        self._held, self._copying = self._copying, []
+        self._writes_held = not self._held
+        if self._held:
+            self.ready = torch.cuda.Event()
+            for stream in self._streams.values():
+                self.ready.record(stream)  # one device per process: one stream in practice
+
+    def hold_writes_until_copied(self) -> None:
+        """Make the current stream wait (on the GPU, not the host) until the copy has read the
+        live tensors; call before anything modifies them (the optimizer step). Cheap to call
+        every step: only the first call after a snapshot does anything."""
+        if not self._writes_held:
+            for device in self._streams:
+                torch.cuda.current_stream(device).wait_event(self.ready)
+            self._writes_held = True
+
+    def wait(self) -> None:
+        """Block the calling thread until the host buffers hold the snapshot."""
+        if self.ready is not None:
+            self.ready.synchronize()
+        self._held = []
+
+
+def _detach_for_save(
+    tensors: dict[str, torch.Tensor], staging: HostStaging | None = None
+) -> tuple[dict, dict[str, str]]:
+    """Private CPU copies; tensors that share storage (tied weights) are stored once.
+
+    With `staging`, CUDA tensors go to its pinned buffers asynchronously (see HostStaging)."""
     out: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
     seen: dict[tuple, str] = {}
@@ -172,9 +250,14 @@ def _detach_for_save(tensors: dict[str, torch.Tensor]) -> tuple[dict, dict[str, 
             aliases[name] = seen[key]
             continue
         seen[key] = name
-        # copy=True: a CPU tensor would otherwise be shared with the live model, and a
-        # checkpoint written in the background must not see later optimizer steps.
-        out[name] = tensor.detach().to("cpu", copy=True).contiguous()
+        if staging is not None and tensor.is_cuda:
+            out[name] = staging.copy(name, tensor)
+        else:
+            # copy=True: a CPU tensor would otherwise be shared with the live model, and a
+            # checkpoint written in the background must not see later optimizer steps.
+            out[name] = tensor.detach().to("cpu", copy=True).contiguous()
+    if staging is not None:
+        staging.finish()
     return out, aliases
 
 
@@ -267,10 +350,15 @@ def snapshot_checkpoint(
     *,
     extra: dict[str, Any] | None = None,
     extra_tensors: dict[str, torch.Tensor] | None = None,
+    staging: HostStaging | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(tensors, metadata) of a checkpoint: private CPU copies, safe to serialize later on
     another thread while training goes on. Under FSDP2 gathering the full weights is a
     collective: every rank must call this.
+
+    With `staging` (a HostStaging) CUDA tensors are copied asynchronously into its pinned
+    buffers: call `staging.wait()` before reading the returned tensors, and
+    `staging.hold_writes_until_copied()` before the model or optimizer change.
     """
     if int(iteration) != iteration or iteration < 0:
         raise ValueError(f"iteration must be a non-negative integer, got {iteration!r}")
@@ -281,7 +369,7 @@ def snapshot_checkpoint(
         tensors.update(optim_tensors)
     for name, tensor in (extra_tensors or {}).items():
         tensors[f"extra.{name}"] = tensor
-    tensors, aliases = _detach_for_save(tensors)
+    tensors, aliases = _detach_for_save(tensors, staging)
     metadata = {
         "format": FORMAT,
         "iteration": str(int(iteration)),

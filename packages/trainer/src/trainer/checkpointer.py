@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -64,15 +65,26 @@ class Checkpointer:
     def latest(self) -> Path | None:
         return latest_checkpoint(self.directory)
 
-    def write(self, step: int, tensors: dict[str, torch.Tensor], metadata: dict[str, str]):
-        """Write a snapshot (from `snapshot_checkpoint`) as the checkpoint of `step`."""
+    def write(
+        self,
+        step: int,
+        tensors: dict[str, torch.Tensor],
+        metadata: dict[str, str],
+        ready: Callable[[], None] | None = None,
+    ):
+        """Write a snapshot (from `snapshot_checkpoint`) as the checkpoint of `step`.
+
+        `ready`, if given, is called (on the writing thread) before the tensors are read: the
+        `wait` of the HostStaging the snapshot was copied through."""
         self.wait()  # one write at a time, in order
         path = self.path_for(step)
         if not self.background:
-            self._write(path, tensors, metadata)
+            self._write(path, tensors, metadata, ready)
             return path
         self._writer = threading.Thread(
-            target=self._write_catching, args=(path, tensors, metadata), name="checkpoint-writer"
+            target=self._write_catching,
+            args=(path, tensors, metadata, ready),
+            name="checkpoint-writer",
         )
         self._writer.start()
         return path
@@ -88,13 +100,15 @@ class Checkpointer:
                 error
             )
 
-    def _write_catching(self, path, tensors, metadata) -> None:
+    def _write_catching(self, path, tensors, metadata, ready) -> None:
         try:
-            self._write(path, tensors, metadata)
+            self._write(path, tensors, metadata, ready)
         except BaseException as e:  # surfaced by the next wait()
             self._error = e
 
-    def _write(self, path: Path, tensors, metadata) -> None:
+    def _write(self, path: Path, tensors, metadata, ready=None) -> None:
+        if ready is not None:
+            ready()
         write_atomic(path, lambda f: write_safetensors(f, tensors, metadata))
         self.prune()
 

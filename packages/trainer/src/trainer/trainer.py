@@ -14,6 +14,7 @@ caller passes the optimizer, the LR schedule and (optionally) the clipping funct
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import os
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 from trainer.activation_checkpointing import apply_activation_checkpointing
 from trainer.checkpoint import (
     CheckpointError,
+    HostStaging,
     load_model_weights,
     load_optimizer_state,
     read_checkpoint,
@@ -43,6 +45,13 @@ from trainer.distributed import DistInfo, all_reduce_mean, barrier, data_paralle
 from trainer.metrics import MetricsLogger, plot_losses
 from trainer.precision import autocast, grad_scaler
 from trainer.rng import capture_rng_state, restore_rng_state
+
+# A step's loss and grad norm are read back (and checked for NaN/inf) once this many later steps
+# are queued behind it, so the GPU always has that much work queued while the host waits: a host
+# hiccup shorter than that (a garbage-collector pass, a log write) never leaves it idle. The
+# check still names the step that went bad, and runs before any evaluation or checkpoint of a
+# later state.
+_READ_BACK_LAG = 2
 
 # The validation stream restarts from this seed at every evaluation, so every validation loss
 # of a run (and of a resumed run) is measured on the same batches.
@@ -172,6 +181,10 @@ class Trainer:
             else optimizer(self.model.parameters())
         )
         compiled = torch.compile(self.model) if config.compile else self.model
+        # The loss is compiled too (nanoGPT gets the same by computing it inside the compiled
+        # forward): fused, the float32 upcast of the (B, T, V) logits and the softmax never
+        # materialise, which on a small model is a quarter of the step.
+        self._loss = torch.compile(self.loss_fn) if config.compile else self.loss_fn
         self.eval_module = compiled
         self.train_module = (
             data_parallel(compiled, dist, "ddp") if config.data_parallel == "ddp" else compiled
@@ -187,6 +200,9 @@ class Trainer:
         )
 
         # --- outputs (rank 0 only writes)
+        # Checkpoints leave the GPU through reusable pinned buffers on a side stream, so taking
+        # one does not stall training (see HostStaging).
+        self._staging = HostStaging() if self.device.type == "cuda" else None
         self.checkpointer = (
             Checkpointer(
                 self.out_dir / "checkpoints",
@@ -242,20 +258,23 @@ class Trainer:
         self._wall_start = time.perf_counter()
         self._window = (self._wall_start, 0)
         self._last_train_loss = self._last_val_loss = None
-        pending: _StepNumbers | None = None
+        pending: collections.deque[_StepNumbers] = collections.deque()
         try:
             while self.step < config.max_steps:
+                finished = False
                 try:
                     t0 = time.perf_counter()
                     current = self._train_step()
                     self.timings["step"] += time.perf_counter() - t0
+                    finished = True
                 finally:
-                    # Report the previous step now that this one is queued behind it (or, if
-                    # this step raised, so that no finished step goes unreported).
-                    if pending is not None:
-                        self._report(pending)
-                        pending = None
-                pending = current
+                    # Report the oldest step once _READ_BACK_LAG newer ones are queued behind it
+                    # (or, if this step raised, every step, so that none goes unreported).
+                    while pending and (len(pending) >= _READ_BACK_LAG or not finished):
+                        self._report(pending.popleft())
+                pending.append(current)
+                if self._staging is not None and not self._staging.reserved:
+                    self._reserve_checkpoint_buffers()
                 at_end = self.step == config.max_steps
                 eval_due = self.val_loader is not None and (
                     self.step % config.eval_interval == 0 or at_end
@@ -264,14 +283,14 @@ class Trainer:
                     self.step % config.checkpoint_interval == 0 or at_end
                 )
                 if eval_due or save_due or current.skipped:
-                    self._report(pending)  # never evaluate or save a step not yet checked
-                    pending = None
+                    while pending:  # never evaluate or save a step not yet checked
+                        self._report(pending.popleft())
                 if eval_due:
                     self._timed("eval", self._evaluate_and_log)
                 if save_due:
                     self._timed("checkpoint", lambda: self.save(block=False))
-            if pending is not None:
-                self._report(pending)
+            while pending:
+                self._report(pending.popleft())
         finally:
             if self.checkpointer is not None:
                 self.checkpointer.wait()  # the last checkpoint is on disk when fit() returns
@@ -293,6 +312,16 @@ class Trainer:
             "timings_s": dict(self.timings),
             "last_checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
         }
+
+    def _reserve_checkpoint_buffers(self) -> None:
+        """Allocate the pinned buffers checkpoints are copied through, once, after the first
+        step (the optimizer state exists from then on), instead of inside the first checkpoint:
+        page-locking a few hundred MB takes a noticeable fraction of a second, a cost every run
+        pays once and better paid at start-up, beside compilation, than in the middle of it."""
+        fsdp2 = self.config.data_parallel == "fsdp2"  # a snapshot there is a collective
+        if self.dist.is_main and self.checkpointer is not None and not fsdp2:
+            self._timed("checkpoint", lambda: self._staging.reserve(self.model, self.optimizer))
+        self._staging.reserved = True
 
     def _timed(self, name: str, fn: Callable[[], Any]) -> None:
         """Run `fn`, book its time under `name`, and keep it out of the throughput window."""
@@ -326,11 +355,12 @@ class Trainer:
     def _train_step(self) -> _StepNumbers:
         """Queue one optimizer step; return its (loss, grad norm) on their way to the host.
 
-        With on_nonfinite="stop" nothing here waits for the device: the numbers are read one
-        step later (`_report`), while the device already works on the next step, so the host
-        never leaves the accelerator idle. A NaN/inf is still caught with the step it happened
-        in, and before any evaluation or checkpoint of a later state. "skip" must know before
-        the optimizer steps, so it reads the numbers at once (one host sync per step).
+        With on_nonfinite="stop" nothing here waits for the device: the numbers are read
+        _READ_BACK_LAG steps later (`_report`), while the device works on the steps queued
+        since, so the host never leaves the accelerator idle. A NaN/inf is still caught with
+        the step it happened in, and before any evaluation or checkpoint of a later state.
+        "skip" must know before the optimizer steps, so it reads the numbers at once (one host
+        sync per step).
         """
         config, optimizer = self.config, self.optimizer
         if self.lr_schedule is not None:
@@ -350,7 +380,7 @@ class Trainer:
             with contextlib.nullcontext() if sync else self.train_module.no_sync():
                 with autocast(config.precision, self.device):
                     logits = self.train_module(x)  # (B, T, V)
-                loss = self.loss_fn(logits, y)
+                loss = self._loss(logits, y)
                 loss_sum += loss.detach()
                 scaled = loss / accum
                 (self.scaler.scale(scaled) if self.scaler else scaled).backward()
@@ -363,6 +393,8 @@ class Trainer:
         # grad norm (already global after DDP's all-reduce).
         stats = all_reduce_mean(torch.stack([loss_sum / accum, grad_norm.float()]), self.dist)
 
+        if self._staging is not None:  # a checkpoint still being copied off the GPU
+            self._staging.hold_writes_until_copied()
         skipped = False
         if config.on_nonfinite == "skip":
             loss_value, norm_value = stats.tolist()  # host sync: decide before stepping
@@ -454,7 +486,7 @@ class Trainer:
             x, y = self.val_loader.next()
             with autocast(self.config.precision, self.device):
                 logits = self.eval_module(x)
-            total += self.loss_fn(logits, y)
+            total += self._loss(logits, y)
         self.model.train()
         return all_reduce_mean(total / self.config.eval_batches, self.dist).item()
 
@@ -495,15 +527,20 @@ class Trainer:
         state, tensors = self._trainer_state()
         path = self.checkpointer.path_for(self.step)
         if self.dist.is_main or self.config.data_parallel == "fsdp2":
+            staging = self._staging if self.dist.is_main else None
+            if staging is not None:
+                self.checkpointer.wait()  # the staging buffers hold the previous snapshot
             snapshot = snapshot_checkpoint(
                 self.model,
                 self.optimizer,
                 self.step,
                 extra={"trainer": state},
                 extra_tensors=tensors,
+                staging=staging,
             )
             if self.dist.is_main:
-                self.checkpointer.write(self.step, *snapshot)
+                ready = staging.wait if staging is not None else None
+                self.checkpointer.write(self.step, *snapshot, ready=ready)
                 if block:
                     self.checkpointer.wait()
         barrier(self.dist)
