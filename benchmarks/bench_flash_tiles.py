@@ -40,7 +40,7 @@ CASES = {
 
 def candidates(kernel: str, dtype: torch.dtype) -> list[TileConfig]:
     if kernel == "dkdv_fused":  # dQ by atomics inside the dK/dV kernel
-        pairs = [(32, 64), (64, 64), (32, 128), (64, 128)]
+        pairs = [(32, 64), (64, 64), (32, 128), (64, 128), (16, 64), (128, 128)]
         warps_stages = [(4, 2), (4, 3), (8, 2), (8, 3)]
     elif kernel == "fwd":
         pairs = [(64, 32), (64, 64), (128, 32), (128, 64), (128, 128)]

@@ -262,6 +262,7 @@ def _attn_bwd_dkdv_query_loop(
     sm_scale,
     HEAD_DIM: tl.constexpr,
     USE_TMA: tl.constexpr,
+    DQ_TMA_REDUCE: tl.constexpr,
 ):
     """Accumulate dK (unscaled) and dV of one key tile over query tiles [query_lo, query_hi)."""
     for start_m in range(query_lo, query_hi, BLOCK_M):
@@ -291,12 +292,15 @@ def _attn_bwd_dkdv_query_loop(
         )  # dK += dS^T Q (scaled by the caller)
         if FUSED_DQ:  # dQ_i += dS K / sqrt(d), summed over key tiles by float32 atomics
             dq_part = tl.dot(tl.trans(dscores_t).to(k.dtype), k, input_precision=DOT_PRECISION)
-            tl.atomic_add(
-                dq_ptrs + start_m * HEAD_DIM,
-                dq_part * sm_scale,
-                mask=row_in[:, None],
-                sem="relaxed",
-            )
+            if DQ_TMA_REDUCE:  # one bulk add of the whole tile by the copy engine (Hopper)
+                dq_ptrs.atomic_add([start_m, 0], dq_part * sm_scale)
+            else:  # one atomic per element
+                tl.atomic_add(
+                    dq_ptrs + start_m * HEAD_DIM,
+                    dq_part * sm_scale,
+                    mask=row_in[:, None],
+                    sem="relaxed",
+                )
     return dk, dv
 
 
@@ -348,6 +352,7 @@ def _attn_bwd_dkdv_kernel(
     DOT_PRECISION: tl.constexpr,
     FUSED_DQ: tl.constexpr,
     USE_TMA: tl.constexpr,
+    DQ_TMA_REDUCE: tl.constexpr = False,
 ):
     bh = tl.program_id(1).to(tl.int64)
     batch, head = bh // n_heads, bh % n_heads
@@ -374,7 +379,13 @@ def _attn_bwd_dkdv_kernel(
         do_ptrs = DO + offs_m[:, None] * stride_dot + offs_d[None, :] * stride_dod
     LSE += bh * n_queries
     DELTA += bh * n_queries
-    dq_ptrs = DQ_ACC + bh * n_queries * HEAD_DIM + offs_m[:, None] * HEAD_DIM + offs_d[None, :]
+    if DQ_TMA_REDUCE:
+        dq_ptrs = tl.make_tensor_descriptor(
+            DQ_ACC + bh * n_queries * HEAD_DIM, [n_queries, HEAD_DIM], [HEAD_DIM, 1],
+            [BLOCK_M, HEAD_DIM],
+        )  # fmt: skip
+    else:
+        dq_ptrs = DQ_ACC + bh * n_queries * HEAD_DIM + offs_m[:, None] * HEAD_DIM + offs_d[None, :]
 
     dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
@@ -385,18 +396,18 @@ def _attn_bwd_dkdv_kernel(
         dk, dv = _attn_bwd_dkdv_query_loop(
             dk, dv, k, v, q_ptrs, do_ptrs, LSE, DELTA, stride_qt, stride_dot, cols, offs_m,
             start_n, band_end, n_queries, qk_scale, BLOCK_M, True,
-            DOT_PRECISION, FUSED_DQ, dq_ptrs, sm_scale, HEAD_DIM, USE_TMA,
+            DOT_PRECISION, FUSED_DQ, dq_ptrs, sm_scale, HEAD_DIM, USE_TMA, DQ_TMA_REDUCE,
         )  # fmt: skip
         dk, dv = _attn_bwd_dkdv_query_loop(
             dk, dv, k, v, q_ptrs, do_ptrs, LSE, DELTA, stride_qt, stride_dot, cols, offs_m,
             band_end, n_queries, n_queries, qk_scale, BLOCK_M, False,
-            DOT_PRECISION, FUSED_DQ, dq_ptrs, sm_scale, HEAD_DIM, USE_TMA,
+            DOT_PRECISION, FUSED_DQ, dq_ptrs, sm_scale, HEAD_DIM, USE_TMA, DQ_TMA_REDUCE,
         )  # fmt: skip
     else:
         dk, dv = _attn_bwd_dkdv_query_loop(
             dk, dv, k, v, q_ptrs, do_ptrs, LSE, DELTA, stride_qt, stride_dot, cols, offs_m,
             0, n_queries, n_queries, qk_scale, BLOCK_M, False,
-            DOT_PRECISION, FUSED_DQ, dq_ptrs, sm_scale, HEAD_DIM, USE_TMA,
+            DOT_PRECISION, FUSED_DQ, dq_ptrs, sm_scale, HEAD_DIM, USE_TMA, DQ_TMA_REDUCE,
         )  # fmt: skip
 
     dk *= sm_scale  # dK = dS^T Q / sqrt(d)
@@ -708,18 +719,20 @@ _dq_tuned = triton.autotune(
 
 
 _chosen_configs: dict[tuple, triton.Config] = {}
+_chosen_kwargs: dict[tuple, dict] = {}
 
 
 def _launch_tuned(tuner, grid, args, constants: dict, key: tuple) -> None:
     """Launch an autotuned kernel. The autotuner runs on the first call per key; later calls
     launch the chosen config directly, skipping the autotuner's per-call argument bookkeeping
     (~0.1 ms of Python per launch, which dominates short sequences)."""
-    config = _chosen_configs.get((id(tuner), key))
-    if config is None:
+    kwargs = _chosen_kwargs.get((id(tuner), key))
+    if kwargs is None:
         tuner[grid](*args, **constants)
         _chosen_configs[(id(tuner), key)] = tuner.best_config
+        _chosen_kwargs[(id(tuner), key)] = tuner.best_config.all_kwargs()
     else:
-        tuner.fn[grid](*args, **constants, **config.all_kwargs())
+        tuner.fn[grid](*args, **constants, **kwargs)
 
 
 def _seq_bucket(n_queries: int, n_keys: int) -> int:
@@ -802,7 +815,7 @@ def _check_buffer(name, buffer, shape, dtype, device) -> None:
 
 
 def _strides(t: torch.Tensor) -> tuple[int, int, int, int]:
-    return t.stride(0), t.stride(1), t.stride(2), t.stride(3)
+    return t.stride()  # (B, H, T, D) strides; one call, not four (it is per launch)
 
 
 def flash_attention_triton_forward(
@@ -937,7 +950,7 @@ def flash_attention_triton_backward(
 
         key = _tune_key(q, n_queries, n_keys, constants)
         if fused_dq:
-            constants["FUSED_DQ"] = True
+            constants.update(FUSED_DQ=True, DQ_TMA_REDUCE=use_tma and not _interpreting())
             _launch_tuned(_dkdv_fused_tuned, dkdv_grid, dkdv_args, constants, key)
         else:
             _launch_tuned(_dkdv_tuned, dkdv_grid, dkdv_args, {**constants, "FUSED_DQ": False}, key)
@@ -946,7 +959,11 @@ def flash_attention_triton_backward(
         config.check()
         dkdv_grid = (triton.cdiv(n_keys, config.dkdv.block_n), batch * n_heads)
         _attn_bwd_dkdv_kernel[dkdv_grid](
-            *dkdv_args, **constants, FUSED_DQ=fused_dq, **config.dkdv.kwargs()
+            *dkdv_args,
+            **constants,
+            FUSED_DQ=fused_dq,
+            DQ_TMA_REDUCE=fused_dq and use_tma and not _interpreting(),
+            **config.dkdv.kwargs(),
         )
         if not fused_dq:
             dq_grid = (triton.cdiv(n_queries, config.dq.block_m), batch * n_heads)
