@@ -171,10 +171,12 @@ class Tokenizer:
         while start < len(text):
             end = start + _BLOCK_CHARS
             words = pretokens(text, start, end)
+            # The pre-tokens cover the block without a gap (every character is a letter, a
+            # digit, a space or something else, and some branch of the pattern takes each).
             if end < len(text) and len(words) > 1:
-                words.pop()
+                end -= len(words.pop())
             codes.append(np.fromiter(map(lookup, words), dtype=np.int64, count=len(words)))
-            start += sum(map(len, words))
+            start = end
 
     def _cache(self) -> _PieceCache:
         """This thread's pre-token cache."""
@@ -403,6 +405,7 @@ class _PieceCache(dict):
         self._flat = np.empty(1 << 16, dtype=np.int64)
         self._start = np.empty(1 << 14, dtype=np.int64)
         self._length = np.empty(1 << 14, dtype=np.int64)
+        self._first = np.empty(1 << 14, dtype=np.int64)  # flat[start[c]]: the first id
         self._codes = self._used = 0
         self._next_code = 0
         # The special tokens take the first codes, outside the dict: the text of a special
@@ -426,18 +429,20 @@ class _PieceCache(dict):
         if self.pending:
             self.fill_pending()
         codes = codes[0] if len(codes) == 1 else np.concatenate(codes or [np.zeros(0, np.int64)])
-        if not len(codes):
-            return codes
+        # Most pre-tokens are one token: repeat each pre-token's first id as many times as it
+        # has ids, then write the second and later ids of the others over the repeats.
         lengths = self._length[codes]
-        ends = np.cumsum(lengths)
-        # Output position j of pre-token i (from ends[i] - lengths[i] on) reads
-        # flat[start[i] + j - (ends[i] - lengths[i])]: one shift per pre-token, repeated.
-        shift = self._start[codes]
-        shift -= ends
-        shift += lengths
-        source = np.repeat(shift, lengths)  # (number of ids,)
-        source += np.arange(len(source))
-        ids = self._flat[source]
+        ids = self._first[codes]
+        longer = np.flatnonzero(lengths > 1)
+        if len(longer):
+            ends = np.cumsum(lengths)
+            ids = np.repeat(ids, lengths)
+            rest = lengths[longer] - 1  # ids after the first, per longer pre-token
+            to = ends[longer] - rest  # where its second id goes in the output
+            source = self._start[codes[longer]] + 1 - to  # flat index minus output index
+            to = np.repeat(to - np.cumsum(rest) + rest, rest)
+            to += np.arange(len(to))  # (ids after the first,) output positions
+            ids[to] = self._flat[to + np.repeat(source, rest)]
         if len(self) > _CACHE_LIMIT:
             self._reset()  # memory bound; nothing is pending here, and `codes` are used up
         return ids
@@ -464,11 +469,13 @@ class _PieceCache(dict):
             size = max(codes, 2 * len(self._start))
             self._start = np.resize(self._start, size)
             self._length = np.resize(self._length, size)
+            self._first = np.resize(self._first, size)
         if used > len(self._flat):
             self._flat = np.resize(self._flat, max(used, 2 * len(self._flat)))
         self._flat[self._used : used] = flat
         self._length[self._codes : codes] = lengths
         self._start[self._codes : codes] = np.cumsum(lengths) - lengths + self._used
+        self._first[self._codes : codes] = self._flat[self._start[self._codes : codes]]
         self._codes, self._used = codes, used
 
     def _reset(self) -> None:
