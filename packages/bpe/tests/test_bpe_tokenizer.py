@@ -119,6 +119,19 @@ def test_special_tokens_added_and_longest_wins():
     assert tokenizer.encode_ordinary("<|endoftext|>") == list(b"<|endoftext|>")
 
 
+def test_one_special_token_splits_like_the_regex():
+    # With one special token, encode cuts the text with str.split instead of the regex; a
+    # token that overlaps itself ("aa" in "aaaaa") must still be matched leftmost, as the
+    # regex does.
+    vocab = {i: bytes([i]) for i in range(256)}
+    rng = random.Random(9)
+    for special in ["aa", "<|endoftext|>", "aba"]:
+        tokenizer = Tokenizer(vocab, [], [special])
+        for _ in range(300):
+            text = "".join(rng.choice(["a", "b", "aa", " ", special]) for _ in range(12))
+            assert tokenizer._split_specials(text) == tokenizer._special_re.split(text), text
+
+
 def test_special_token_already_in_vocab_keeps_its_id():
     vocab = {i: bytes([i]) for i in range(256)} | {256: b"<|endoftext|>"}
     tokenizer = Tokenizer(vocab, [], ["<|endoftext|>"])

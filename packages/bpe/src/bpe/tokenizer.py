@@ -143,7 +143,7 @@ class Tokenizer:
         if not specials or self._special_re is None:
             self._look_up(text, codes)
         else:
-            pieces = self._special_re.split(text)  # [text, special, text, special, ..., text]
+            pieces = self._split_specials(text)  # [text, special, text, ..., special, text]
             special_codes = cache.special_codes
             for k, piece in enumerate(pieces):
                 if k % 2:
@@ -177,6 +177,18 @@ class Tokenizer:
                 end -= len(words.pop())
             codes.append(np.fromiter(map(lookup, words), dtype=np.int64, count=len(words)))
             start = end
+
+    def _split_specials(self, text: str) -> list[str]:
+        """[text, special, text, ..., special, text]: `text` cut at its special tokens."""
+        if len(self.special_tokens) == 1:
+            # One special token cannot overlap another: str.split finds the same matches as the
+            # regex (leftmost, not overlapping), at about twice its speed.
+            token = self.special_tokens[0]
+            parts = text.split(token)
+            pieces = [token] * (2 * len(parts) - 1)
+            pieces[::2] = parts
+            return pieces
+        return self._special_re.split(text)
 
     def _cache(self) -> _PieceCache:
         """This thread's pre-token cache."""
@@ -213,7 +225,7 @@ class Tokenizer:
                 break
         head, tail = text[:hold], text[hold:]
         if self._special_re is not None:
-            pieces = self._special_re.split(head)
+            pieces = self._split_specials(head)
         else:
             pieces = [head]
         last = pieces.pop()  # ordinary text after the last special token
