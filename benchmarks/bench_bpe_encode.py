@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--tokenizer", type=Path, default=WORK / "tok50k")
     parser.add_argument("--mb", type=float, default=None, help="use only the first MB of text")
     parser.add_argument("--out", type=Path, default=None, help="append JSON lines here too")
+    parser.add_argument("--code", default=None, help="tag the records with the code measured")
     args = parser.parse_args()
     import tiktoken
 
@@ -90,6 +91,8 @@ def main() -> None:
         "peer": "tiktoken",
         **load(),
     }
+    if args.code:
+        common["code"] = args.code
 
     # One process, piece by piece: ours then tiktoken on each ~1 MB piece, so that both see the
     # same machine load (other jobs share these 2 cores). A fresh Tokenizer: our cache starts
