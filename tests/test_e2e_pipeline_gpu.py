@@ -48,10 +48,26 @@ def test_pipeline_on_cuda_with_auto_settings(tmp_path):
     text = out.getvalue()
     assert code == 0, text
     assert "bf16, torch.compile" in text
-    assert "attention flash (Triton)" in text or "notice: Triton FlashAttention unavailable" in text
+    # auto times the Triton kernel against SDPA at the run's shape and says which it took
+    assert "notice: attention auto -> " in text or "Triton FlashAttention unavailable" in text
+    assert "attention flash (Triton)" in text or "attention sdpa (torch)" in text
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     val = [r["val_loss"] for r in records if "val_loss" in r]
     assert val[-1] < val[0] - 0.5, val
     if accounting.peak_flops(torch.cuda.get_device_name()):  # MFU needs a known peak
         assert all(r["mfu"] is not None for r in records if "tokens_per_s" in r)
     assert "sample     " in text
+
+
+def test_pipeline_on_cuda_with_the_triton_kernel_pinned(tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_GPU)
+    out = io.StringIO()
+    run = ["--run", str(tmp_path / "run"), "--config", str(config)]
+    code = cli.main([*run, "--system.attention", "flash", "--train.max_steps", "30"], out=out)
+    text = out.getvalue()
+    assert code == 0, text
+    assert "attention flash (Triton)" in text
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    val = [r["val_loss"] for r in records if "val_loss" in r]
+    assert val[-1] < val[0], val

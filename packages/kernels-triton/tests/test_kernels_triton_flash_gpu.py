@@ -129,9 +129,24 @@ def test_dispatch_runs_triton_on_cuda_with_3d_inputs(attention_ref, rel_err):
     q, k, v, grad_out = (t[:, 0] for t in _inputs((4, 1, 777, 777, 64), torch.bfloat16, seed=2))
     leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
     out = flash_attention(*leaves, is_causal=True)
-    # through the custom op (flash_attention_op.py), which runs the same Triton launchers
-    assert "kernels_triton_flash_attention_forward" in type(out.grad_fn).__name__
+    # eagerly through the autograd.Function (the custom op is for torch.compile)
+    assert "FlashAttentionTriton" in type(out.grad_fn).__name__
     out.backward(grad_out)
     ref = attention_ref(q, k, v, grad_out, True)
     for got, want in zip((out, *(t.grad for t in leaves)), (ref[0], *ref[2:])):
+        assert rel_err(got, want) < TOLERANCE[torch.bfloat16]
+
+
+def test_dispatch_under_torch_compile_keeps_attention_in_the_graph(attention_ref, rel_err):
+    # Under torch.compile, flash_attention routes to the custom ops: fullgraph=True fails on any
+    # graph break, so compiling at all shows the Triton call is one node of the graph.
+    from kernels_triton import flash_attention
+
+    q, k, v, grad_out = _inputs((2, 4, 1000, 1000, 64), torch.bfloat16, seed=3)
+    leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+    compiled = torch.compile(lambda a, b, c: flash_attention(a, b, c, True) * 2.0, fullgraph=True)
+    out = compiled(*leaves)
+    out.backward(grad_out)
+    ref = attention_ref(q, k, v, grad_out * 2.0, True)
+    for got, want in zip((out, *(t.grad for t in leaves)), (ref[0] * 2.0, *ref[2:])):
         assert rel_err(got, want) < TOLERANCE[torch.bfloat16]

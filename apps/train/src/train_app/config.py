@@ -96,7 +96,8 @@ class SystemConfig:
         "auto"  # "auto" (bf16 autocast on CUDA, fp32 on CPU) | "bf16" | "fp16" | "fp32"
     )
     compile: str = "auto"  # torch.compile: "auto" (on for CUDA) | "on" | "off"
-    attention: str = "auto"  # "auto": Triton FlashAttention on CUDA, else torch SDPA |
+    attention: str = "auto"  # "auto": on CUDA the faster of Triton FlashAttention and SDPA
+    #                          at the run's shape (timed at start-up), else torch SDPA |
     #                          "flash" | "sdpa" | "naive" (nn_core's own einsum + softmax)
     threads: int = 0  # CPU threads for torch (0: torch's default)
 

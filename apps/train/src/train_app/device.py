@@ -1,9 +1,10 @@
 """Where and how the model runs: device, autocast precision, torch.compile, attention kernel.
 
-"auto" everywhere means: on CUDA, bf16 autocast + torch.compile + the Triton FlashAttention-2
-kernel from kernels_triton (falling back to torch's SDPA, with a one-line notice, when Triton or
-the kernel is unavailable or fails its smoke test); on CPU, fp32, no compile (its compile time
-would eat a short run), and torch's SDPA (the fastest exact attention on CPU).
+"auto" everywhere means: on CUDA, bf16 autocast + torch.compile + the faster of the Triton
+FlashAttention-2 kernel from kernels_triton and torch's SDPA, timed forward + backward at the
+run's attention shape (falling back to SDPA, with a one-line notice, when Triton or the kernel
+is unavailable or fails its smoke test); on CPU, fp32, no compile (its compile time would eat a
+short run), and torch's SDPA (the fastest exact attention on CPU).
 """
 
 from __future__ import annotations
@@ -79,8 +80,39 @@ def _flash_attention_or_reason(head_dim: int, device: torch.device) -> tuple[Cal
     return fn, ""
 
 
-def place(system: SystemConfig, head_dim: int, device: torch.device | None = None) -> Placement:
-    """Resolve every "auto" in the [system] table for this machine."""
+def _fwd_bwd_ms(attention: Callable, shape: tuple[int, int, int, int], device) -> float:
+    """Median ms of one causal bf16 forward + backward of `attention` on (B, H, T, D) inputs."""
+    q, k, v = (
+        torch.randn(shape, device=device, dtype=torch.bfloat16, requires_grad=True)
+        for _ in range(3)
+    )
+    grad = torch.randn(shape, device=device, dtype=torch.bfloat16)
+    times = []
+    for _ in range(7):  # the first rounds include autotuning / warm-up: the median skips them
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(5):
+            attention(q, k, v, True).backward(grad)
+        end.record()
+        torch.cuda.synchronize(device)
+        times.append(start.elapsed_time(end) / 5)
+    return sorted(times)[len(times) // 2]
+
+
+def _sdpa(q, k, v, is_causal):
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
+
+
+def place(
+    system: SystemConfig,
+    head_dim: int,
+    device: torch.device | None = None,
+    attention_shape: tuple[int, int, int, int] | None = None,
+) -> Placement:
+    """Resolve every "auto" in the [system] table for this machine.
+
+    `attention_shape` is the run's (micro-batch, heads, context, head_dim): with it, "auto"
+    times the Triton kernel against SDPA there and keeps the faster one."""
     device = device or resolve_device(system.device)
     cuda = device.type == "cuda"
     if system.threads > 0:
@@ -95,6 +127,20 @@ def place(system: SystemConfig, head_dim: int, device: torch.device | None = Non
     choice = system.attention
     if choice in ("auto", "flash") and cuda:
         fn, reason = _flash_attention_or_reason(head_dim, device)
+        if fn is not None and choice == "auto" and attention_shape is not None:
+            # The kernel wins at long sequences; at short ones SDPA's cuDNN kernels may be
+            # faster (tinystories-17m, T=256 and head_dim 32, trains ~25% faster on SDPA).
+            ours, theirs = (
+                _fwd_bwd_ms(fn, attention_shape, device),
+                _fwd_bwd_ms(_sdpa, attention_shape, device),
+            )
+            timing = f"{ours:.3f} ms vs SDPA {theirs:.3f} ms fwd+bwd at (B, H, T, D) = " + str(
+                attention_shape
+            )
+            if theirs < ours:
+                notices.append(f"notice: attention auto -> torch SDPA (Triton kernel {timing})")
+                return Placement(device, precision, compile_, "sdpa", "sdpa (torch)", notices)
+            notices.append(f"notice: attention auto -> Triton FlashAttention ({timing})")
         if fn is not None:
             return Placement(device, precision, compile_, fn, "flash (Triton)", notices)
         if choice == "flash":

@@ -131,7 +131,10 @@ def train(
     dist = tr.init_distributed(config.system.device)
     if not dist.is_main:
         out = open(os.devnull, "w")  # noqa: SIM115 (only rank 0 speaks)
-    placement = place(config.system, config.model.d_model // config.model.num_heads, dist.device)
+    head_dim = config.model.d_model // config.model.num_heads
+    micro_batch = config.train.batch_size // (config.train.grad_accum_steps * dist.world_size)
+    shape = (max(micro_batch, 1), config.model.num_heads, config.model.context_length, head_dim)
+    placement = place(config.system, head_dim, dist.device, attention_shape=shape)
     for notice in placement.notices:
         print(notice, file=out)
 
