@@ -508,8 +508,8 @@ def _set_worker_tokenizer(tokenizer: Tokenizer) -> None:
 def _encode_chunk(job: tuple) -> tuple[int, np.ndarray, int]:
     index, path, start, end, errors = job
     text = read_text_chunk(path, start, end, errors)
-    # Encoding a chunk makes hundreds of thousands of objects that live until it is done and
-    # form no cycles, so the garbage collector's passes over them are pure cost.
+    # Encoding a chunk makes hundreds of thousands of strings and ints that live until it is
+    # done and form no cycles, so the garbage collector's passes are pure cost (~2% here).
     # Scoped, so that a one-worker encode_file (run in the caller's process) leaves it as it was.
     collecting = gc.isenabled()
     gc.disable()
