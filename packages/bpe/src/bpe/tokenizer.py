@@ -140,20 +140,19 @@ class Tokenizer:
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         cache = self._cache()
         codes: list[np.ndarray] = []
-        if not specials or self._special_re is None:
-            self._look_up(text, codes)
-        else:
-            pieces = self._split_specials(text)  # [text, special, text, ..., special, text]
+        position = 0  # the ordinary text between special tokens is matched in place, uncopied
+        if specials and self._special_re is not None:
             special_codes = cache.special_codes
-            for k, piece in enumerate(pieces):
-                if k % 2:
-                    codes.append(special_codes[piece])
-                elif piece:
-                    self._look_up(piece, codes)
+            for start, end, token in self._special_spans(text):
+                self._look_up(text, codes, position, start)
+                codes.append(special_codes[token])
+                position = end
+        self._look_up(text, codes, position, len(text))
         return cache.ids_of(codes)
 
-    def _look_up(self, text: str, codes: list[np.ndarray]) -> None:
-        """Append to `codes` the cache code of each pre-token of `text`, as one array per block.
+    def _look_up(self, text: str, codes: list[np.ndarray], start: int, end: int) -> None:
+        """Append to `codes` the cache code of each pre-token of text[start:end], as one array
+        per block.
 
         One C-level dict lookup per pre-token, written straight into an int64 array. A
         pre-token met for the first time gets a new code from the cache's `__missing__`; its
@@ -161,34 +160,36 @@ class Tokenizer:
         so that many new pre-tokens at once go through the vectorized BPE.
         """
         lookup = self._cache().__getitem__
-        if len(text) <= _BLOCK_CHARS:
-            words = pretokens(text)
-            codes.append(np.fromiter(map(lookup, words), dtype=np.int64, count=len(words)))
-            return
         # A long text goes in blocks so that the list of pre-tokens stays small. A block's last
         # pre-token might continue past the block's end, so it is matched again with the next.
-        start = 0
-        while start < len(text):
-            end = start + _BLOCK_CHARS
-            words = pretokens(text, start, end)
-            # The pre-tokens cover the block without a gap (every character is a letter, a
-            # digit, a space or something else, and some branch of the pattern takes each).
-            if end < len(text) and len(words) > 1:
-                end -= len(words.pop())
+        while start < end:
+            stop = start + _BLOCK_CHARS
+            if stop >= end:
+                words, stop = pretokens(text, start, end), end
+            else:
+                words = pretokens(text, start, stop)
+                # The pre-tokens cover the block without a gap (every character is a letter, a
+                # digit, a space or something else, and some branch of the pattern takes each).
+                if len(words) > 1:
+                    stop -= len(words.pop())
             codes.append(np.fromiter(map(lookup, words), dtype=np.int64, count=len(words)))
-            start = end
+            start = stop
 
-    def _split_specials(self, text: str) -> list[str]:
-        """[text, special, text, ..., special, text]: `text` cut at its special tokens."""
+    def _special_spans(self, text: str) -> Iterator[tuple[int, int, str]]:
+        """(start, end, token) of each special token in `text`, left to right."""
+        if self._special_re is None:
+            return
         if len(self.special_tokens) == 1:
-            # One special token cannot overlap another: str.split finds the same matches as the
-            # regex (leftmost, not overlapping), at about twice its speed.
+            # One special token cannot overlap another: str.find gives the same matches as the
+            # regex (leftmost, not overlapping), faster.
             token = self.special_tokens[0]
-            parts = text.split(token)
-            pieces = [token] * (2 * len(parts) - 1)
-            pieces[::2] = parts
-            return pieces
-        return self._special_re.split(text)
+            start = text.find(token)
+            while start != -1:
+                yield start, start + len(token), token
+                start = text.find(token, start + len(token))
+            return
+        for match in self._special_re.finditer(text):
+            yield match.start(), match.end(), match.group()
 
     def _cache(self) -> _PieceCache:
         """This thread's pre-token cache."""
@@ -224,13 +225,10 @@ class Tokenizer:
                 hold = len(text) - k
                 break
         head, tail = text[:hold], text[hold:]
-        if self._special_re is not None:
-            pieces = self._split_specials(head)
-        else:
-            pieces = [head]
-        last = pieces.pop()  # ordinary text after the last special token
-        ids = self.encode("".join(pieces)) if pieces else []
-        words = pretokens(last)
+        spans = list(self._special_spans(head))
+        cut = spans[-1][1] if spans else 0  # the ordinary text after the last special token
+        ids = self.encode(head[:cut]) if cut else []
+        words = pretokens(head, cut)
         if words:
             rest = words.pop()
             cache = self._cache()
