@@ -400,11 +400,11 @@ class _PieceCache(dict):
     """pre-token -> code; the ids of code c are flat[start[c] : start[c] + length[c]].
 
     Codes are handed out in order, so the pre-tokens still to be encoded (`pending`) hold
-    exactly the codes from `len(start)` on: `__missing__` gives a new pre-token the next code at
-    once, and `fill_pending` runs the BPE on all of them together and appends their ids to the
-    table. The values are ints, which the garbage collector does not track, and the output is
-    gathered from the table by numpy (`ids_of`) instead of concatenating one sequence of ids per
-    pre-token in Python.
+    exactly the codes from `_codes` (the number of codes in the table) on: `__missing__` gives a
+    new pre-token the next code at once, and `fill_pending` runs the BPE on all of them together
+    and appends their ids to the table. The values are ints, which the garbage collector does
+    not track, and the output is gathered from the table by numpy (`ids_of`) instead of
+    concatenating one sequence of ids per pre-token in Python.
     """
 
     def __init__(self, tokenizer: Tokenizer):
@@ -417,7 +417,6 @@ class _PieceCache(dict):
         self._length = np.empty(1 << 14, dtype=np.int64)
         self._first = np.empty(1 << 14, dtype=np.int64)  # flat[start[c]]: the first id
         self._codes = self._used = 0
-        self._next_code = 0
         # The special tokens take the first codes, outside the dict: the text of a special
         # token is also ordinary text, whose pre-tokens the dict holds.
         special_ids = list(tokenizer.special_ids.values())
