@@ -59,9 +59,16 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     metrics = victim_dir / "metrics.jsonl"
     deadline = time.monotonic() + 60
     try:
-        # Kill once it is past its second checkpoint (step 10) but far from done.
+        # Kill once it is past its second checkpoint (step 10) but far from done, with steps
+        # logged after its latest checkpoint (steps the resumed run must redo).
         while time.monotonic() < deadline and victim.poll() is None:
-            if metrics.exists() and any(r["step"] >= 13 for r in read_metrics(metrics)):
+            records = read_metrics(metrics) if metrics.exists() else []
+            logged = max((r["step"] for r in records), default=0)
+            latest = latest_checkpoint(victim_dir / "checkpoints")
+            saved = int(latest.stem.split("_")[1]) if latest else 0
+            # (checkpoints every 5 steps: not on the step just before one, which may be saved
+            # between this check and the kill)
+            if logged >= 13 and logged > saved and logged % 5 != 4:
                 break
             time.sleep(0.01)
         assert victim.poll() is None, f"run ended before the kill: {victim.stderr.read()}"

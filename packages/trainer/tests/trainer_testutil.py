@@ -84,8 +84,13 @@ def main(argv: list[str] | None = None) -> None:
         for mode in modes:
             args.data_parallel, args.out = mode, str(Path(out) / mode)
             run_once(args)
-        return
-    run_once(args)
+    else:
+        run_once(args)
+    if torch.distributed.is_initialized():
+        # Left to interpreter shutdown, gloo's threads can outlive the process group and abort
+        # the rank ("terminate called without an active exception"; seen once in CI).
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def run_once(args) -> None:
