@@ -395,13 +395,24 @@ def run_command(argv: list[str], out: TextIO, t_start: float) -> int:
     return 0
 
 
+def _leave_process_group() -> None:
+    """Under torchrun, end the process group once every rank is done: left to interpreter
+    shutdown, its threads can outlive it and abort a rank after a run that succeeded."""
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.barrier()
+        distributed.destroy_process_group()
+
+
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     t_start = time.perf_counter()
     argv = sys.argv[1:] if argv is None else list(argv)
     out = out or sys.stdout
     debug = "--debug" in argv
     try:
-        return run_command(argv, out, t_start)
+        code = run_command(argv, out, t_start)
+        _leave_process_group()
+        return code
     except UserError as e:
         if debug:
             raise
