@@ -212,7 +212,7 @@ def headline(rep_ms: int) -> None:
             emit({**row, "device": device}, "flash_attention_latency")
     from kernels_triton.flash_attention_triton import _chosen_configs
 
-    for (_, key), config in _chosen_configs.items():
+    for (_, key), (config, _) in _chosen_configs.items():
         emit({"key": [str(part) for part in key], "config": str(config)}, "autotuned_config")
     shape = (1, 16, 16384, 64)
     mem = {name: peak_memory(shape, torch.bfloat16, name) for name in (*impls, "naive")}

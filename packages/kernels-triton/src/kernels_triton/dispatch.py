@@ -17,11 +17,10 @@ def flash_attention(
     T_q == T_k). Runs the Triton kernels on CUDA tensors and the tiled PyTorch reference
     elsewhere; both save only O and the log-sum-exp for the backward pass.
 
-    On CUDA, under torch.compile the call goes through the custom ops of flash_attention_op.py,
-    which the compiler keeps in its graph as single opaque nodes (it cannot trace the Triton
-    launcher); run eagerly it goes through FlashAttentionTriton.apply, whose host overhead is
-    less than half of a custom op's Python dispatch (~90 vs ~230 us per call measured on the
-    H100 host). Both run the same launchers and kernels.
+    On CUDA, under torch.compile the call goes through the torch.library operators of
+    flash_attention_op.py, which the compiler keeps in its graph as single opaque nodes (it
+    cannot trace the Triton launcher); run eagerly it goes through FlashAttentionTriton.apply,
+    the shortest path to the launchers. Both run the same launchers and kernels.
     """
     if q.is_cuda:
         # Imported here so that a machine without Triton can still use the CPU path.

@@ -3,7 +3,7 @@
 Dynamo cannot trace a Triton launcher (autotuner state, Python-side caches, `triton.set_allocator`)
 nor, cleanly, the `FlashAttentionTriton` autograd.Function around it: it breaks the graph there
 and, with the per-shape launcher state, keeps recompiling until it hits its limit and runs the
-rest of the model eagerly. Registered as custom ops, the forward and backward are single nodes
+rest of the model eagerly. Registered as operators, the forward and backward are single nodes
 in the graph: the compiler sees only their fake (meta) implementations, which state the output
 shapes, dtypes and strides, and calls the real ones at run time.
 

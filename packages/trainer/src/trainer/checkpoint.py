@@ -183,7 +183,6 @@ class HostStaging:
         self._copying: list[torch.Tensor] = []  # sources of the snapshot being queued
         self._held: list[torch.Tensor] = []  # sources kept alive until their copy has read them
         self._writes_held = True
-        self.reserved = False  # whether reserve() has run (the trainer calls it once)
 
     def reserve(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
         """Allocate the buffers a snapshot of (model, optimizer) needs now, by taking one and
@@ -191,7 +190,6 @@ class HostStaging:
         snapshot_checkpoint(model, optimizer, 0, staging=self)
         self.hold_writes_until_copied()
         self.wait()
-        self.reserved = True
 
     def copy(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
         """Queue the copy of CUDA `tensor` into this name's pinned buffer; return the buffer."""

@@ -203,6 +203,7 @@ class Trainer:
         # Checkpoints leave the GPU through reusable pinned buffers on a side stream, so taking
         # one does not stall training (see HostStaging).
         self._staging = HostStaging() if self.device.type == "cuda" else None
+        self._staging_reserved = self._staging is None  # reserved after the first step
         self.checkpointer = (
             Checkpointer(
                 self.out_dir / "checkpoints",
@@ -273,7 +274,7 @@ class Trainer:
                     while pending and (len(pending) >= _READ_BACK_LAG or not finished):
                         self._report(pending.popleft())
                 pending.append(current)
-                if self._staging is not None and not self._staging.reserved:
+                if not self._staging_reserved:
                     self._reserve_checkpoint_buffers()
                 at_end = self.step == config.max_steps
                 eval_due = self.val_loader is not None and (
@@ -321,7 +322,7 @@ class Trainer:
         fsdp2 = self.config.data_parallel == "fsdp2"  # a snapshot there is a collective
         if self.dist.is_main and self.checkpointer is not None and not fsdp2:
             self._timed("checkpoint", lambda: self._staging.reserve(self.model, self.optimizer))
-        self._staging.reserved = True
+        self._staging_reserved = True
 
     def _timed(self, name: str, fn: Callable[[], Any]) -> None:
         """Run `fn`, book its time under `name`, and keep it out of the throughput window."""
