@@ -150,3 +150,32 @@ def test_dispatch_under_torch_compile_keeps_attention_in_the_graph(attention_ref
     ref = attention_ref(q, k, v, grad_out * 2.0, True)
     for got, want in zip((out, *(t.grad for t in leaves)), (ref[0] * 2.0, *ref[2:])):
         assert rel_err(got, want) < TOLERANCE[torch.bfloat16]
+
+
+@pytest.mark.parametrize("layout", ["one_element_in", "odd_row_stride"])
+def test_views_not_16_byte_aligned(layout, attention_ref, rel_err):
+    """q, k, v views whose tiles do not start on 16-byte boundaries (the tensor descriptors'
+    requirement) still give the right result through the public, autotuned path: such tensors
+    take the pointer loads."""
+    from kernels_triton import flash_attention
+
+    shape = (2, 4, 1000, 64)
+    gen = torch.Generator(device="cuda").manual_seed(5)
+
+    def view():
+        if layout == "one_element_in":  # the data starts 2 bytes into its storage
+            storage = torch.randn(torch.Size(shape).numel() + 1, generator=gen, device="cuda")
+            return storage.to(torch.bfloat16)[1:].view(shape)
+        wide = torch.randn(*shape[:-1], shape[-1] + 1, generator=gen, device="cuda")
+        return wide.to(torch.bfloat16)[..., : shape[-1]]  # rows 130 bytes apart
+
+    q, k, v = view(), view(), view()
+    grad_out = torch.randn(shape, generator=gen, device="cuda").to(torch.bfloat16)
+    leaves = [t.detach().requires_grad_() for t in (q, k, v)]
+    out = flash_attention(*leaves, is_causal=True)
+    out.backward(grad_out)
+    ref = attention_ref(q, k, v, grad_out, True)
+    for name, got, want in zip(
+        ("O", "dQ", "dK", "dV"), (out, *(t.grad for t in leaves)), (ref[0], *ref[2:])
+    ):
+        assert rel_err(got, want) < TOLERANCE[torch.bfloat16], name

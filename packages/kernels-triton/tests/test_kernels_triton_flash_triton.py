@@ -142,3 +142,24 @@ def test_bad_output_buffer_raises():
     q, k, v, _ = _inputs((1, 1, 32, 32, 16))
     with pytest.raises(ValueError, match="out must be"):
         flash_attention_triton_forward(q, k, v, False, out=torch.empty_like(q[..., :8]))
+
+
+def test_tensor_descriptors_only_for_16_byte_aligned_tiles():
+    """TMA needs every tile to start on a 16-byte boundary: a view one element into its storage
+    or rows an odd number of elements apart must take the pointer path, and an explicit
+    tma=True on such a tensor is refused with a clear error rather than faulting on the GPU."""
+    from kernels_triton.flash_attention_triton import _resolve_tma, _tiles_16_byte_aligned
+
+    storage = torch.zeros(2 * 3 * 40 * 32 + 8, dtype=torch.bfloat16)
+    aligned = storage[: 2 * 3 * 40 * 32].view(2, 3, 40, 32)
+    one_element_in = storage[1 : 1 + 2 * 3 * 40 * 32].view(2, 3, 40, 32)  # 2 bytes off
+    odd_rows = torch.zeros(2, 3, 40, 33, dtype=torch.bfloat16)[..., :32]  # rows 66 bytes apart
+    assert aligned.data_ptr() % 16 == 0
+    assert _tiles_16_byte_aligned(aligned)
+    assert not _tiles_16_byte_aligned(one_element_in)
+    assert not _tiles_16_byte_aligned(odd_rows)
+    forced = CONFIGS["tma"]
+    assert _resolve_tma(forced, aligned, aligned)
+    with pytest.raises(ValueError, match="16 bytes"):
+        _resolve_tma(forced, aligned, odd_rows)
+    assert not _resolve_tma(CONFIGS["interp"], one_element_in)  # tma=False stays off

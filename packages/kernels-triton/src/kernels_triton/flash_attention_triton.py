@@ -791,11 +791,37 @@ def _tune_key(q: torch.Tensor, shape_bucket: int, constants: dict) -> tuple:
 USE_TMA = True
 
 
-def _use_tma(q: torch.Tensor) -> bool:
+def _use_tma(*streamed: torch.Tensor) -> bool:
+    """Whether the streamed tensors can go through tensor descriptors: on a GPU with TMA, and
+    only when every tile starts on a 16-byte boundary, which the copy engine requires (a view
+    that starts one element into its storage, or rows an odd number of elements apart, takes
+    the pointer path instead)."""
+    q = streamed[0]
     if not (USE_TMA and q.is_cuda and _has_tma(q.device.index)):
+        return False
+    if not all(_tiles_16_byte_aligned(t) for t in streamed):
         return False
     _ensure_tma_allocator()
     return True
+
+
+def _resolve_tma(config: FlashConfig | None, *streamed: torch.Tensor) -> bool:
+    """The config's `tma` choice, or the automatic one when it leaves it open."""
+    if config is None or config.tma is None:
+        return _use_tma(*streamed)
+    if config.tma and not all(_tiles_16_byte_aligned(t) for t in streamed):
+        raise ValueError(
+            "config.tma=True needs q, k, v (and grad_out) whose base address and batch, head "
+            "and row strides are multiples of 16 bytes; leave tma=None to fall back to pointers"
+        )
+    return config.tma
+
+
+def _tiles_16_byte_aligned(t: torch.Tensor) -> bool:
+    """A (B, H, T, D) tensor's base address and its batch, head and row strides are multiples of
+    16 bytes (the head_dim stride is 1), so every (batch, head) slice and every row is too."""
+    size = t.element_size()
+    return t.data_ptr() % 16 == 0 and all(stride * size % 16 == 0 for stride in t.stride()[:-1])
 
 
 @functools.cache
@@ -883,7 +909,7 @@ def flash_attention_triton_forward(
     )  # fmt: skip
     if config is None and _interpreting():
         config = INTERPRETER_CONFIG
-    use_tma = _use_tma(q) if config is None or config.tma is None else config.tma
+    use_tma = _resolve_tma(config, k4, v4)
     constants = dict(
         HEAD_DIM=head_dim,
         CAUSAL=is_causal,
@@ -963,7 +989,7 @@ def flash_attention_triton_backward(
         *_strides(q4), *_strides(k4), *_strides(v4), *_strides(do4), *_strides(dq),
         *common,
     )  # fmt: skip
-    use_tma = _use_tma(q) if config is None or config.tma is None else config.tma
+    use_tma = _resolve_tma(config, q4, k4, v4, do4)
     constants = dict(
         HEAD_DIM=head_dim,
         CAUSAL=is_causal,
