@@ -30,6 +30,7 @@ from bpe.pretokenize import (
     read_text_chunk,
 )
 from bpe.progress import Progress
+from bpe.space_units import IdTable, UnitCache, clean_cut, last_clean_cut
 
 _NO_MERGE = 1 << 62  # rank of a pair that is not a merge
 _BLOCK_CHARS = 1 << 20  # text is matched in blocks of this many characters to bound memory
@@ -138,42 +139,46 @@ class Tokenizer:
         """The ids of `text` as an int64 array (`specials`: whether special tokens count)."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
-        cache = self._cache()
-        codes: list[np.ndarray] = []
-        position = 0  # the ordinary text between special tokens is matched in place, uncopied
-        if specials and self._special_re is not None:
-            special_codes = cache.special_codes
-            for start, end, token in self._special_spans(text):
-                self._look_up(text, codes, position, start)
-                codes.append(special_codes[token])
-                position = end
-        self._look_up(text, codes, position, len(text))
-        return cache.ids_of(codes)
+        units = self._units()
+        parts = [units.encode(text, block) for block in self._blocks(text, specials)]
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
-    def _look_up(self, text: str, codes: list[np.ndarray], start: int, end: int) -> None:
-        """Append to `codes` the cache code of each pre-token of text[start:end], as one array
-        per block.
+    def _blocks(self, text: str, specials: bool) -> Iterator[list[tuple[int, int, str | None]]]:
+        """The text as blocks of about _BLOCK_CHARS characters, for UnitCache.encode.
 
-        One C-level dict lookup per pre-token, written straight into an int64 array. A
-        pre-token met for the first time gets a new code from the cache's `__missing__`; its
-        ids are computed later (`_PieceCache.ids_of`) together with all the other new ones,
-        so that many new pre-tokens at once go through the vectorized BPE.
+        A block is a list of contiguous (start, end, special): ordinary text[start:end], then
+        the special token `special` (None: nothing). Ordinary text is cut into blocks only at a
+        clean space (see space_units), so each block encodes as it does inside the whole text;
+        text with no clean space to cut at stays whole.
         """
-        lookup = self._cache().__getitem__
-        # A long text goes in blocks so that the list of pre-tokens stays small. A block's last
-        # pre-token might continue past the block's end, so it is matched again with the next.
-        while start < end:
-            stop = start + _BLOCK_CHARS
-            if stop >= end:
-                words, stop = pretokens(text, start, end), end
-            else:
-                words = pretokens(text, start, stop)
-                # The pre-tokens cover the block without a gap (every character is a letter, a
-                # digit, a space or something else, and some branch of the pattern takes each).
-                if len(words) > 1:
-                    stop -= len(words.pop())
-            codes.append(np.fromiter(map(lookup, words), dtype=np.int64, count=len(words)))
-            start = stop
+        block: list[tuple[int, int, str | None]] = []
+        size = 0
+        for start, end, token in self._ordinary_spans(text, specials):
+            while end - start > _BLOCK_CHARS - size:
+                cut = clean_cut(text, start + _BLOCK_CHARS - size, end)
+                if cut is None:
+                    break
+                block.append((start, cut, None))
+                yield block
+                block, size, start = [], 0, cut
+            block.append((start, end, token))
+            size += end - start + len(token or "")
+            if size >= _BLOCK_CHARS:
+                yield block
+                block, size = [], 0
+        if block:
+            yield block
+
+    def _ordinary_spans(self, text: str, specials: bool) -> Iterator[tuple[int, int, str | None]]:
+        """(start, end, special): the ordinary text before each special token, and the rest."""
+        position = 0
+        if specials:
+            for start, end, token in self._special_spans(text):
+                yield position, start, token
+                position = end
+        yield position, len(text), None
 
     def _special_spans(self, text: str) -> Iterator[tuple[int, int, str]]:
         """(start, end, token) of each special token in `text`, left to right."""
@@ -199,6 +204,14 @@ class Tokenizer:
             self._local.cache = _PieceCache(self)
             return self._local.cache
 
+    def _units(self) -> UnitCache:
+        """This thread's cache of space-separated units (over its pre-token cache)."""
+        try:
+            return self._local.units
+        except AttributeError:
+            self._local.units = UnitCache(self.special_ids, self._cache())
+            return self._local.units
+
     def encode_iterable(self, iterable: Iterable[str]) -> Iterator[int]:
         """Lazily yield the ids of the concatenated strings (e.g. the lines of an open file).
 
@@ -218,25 +231,24 @@ class Tokenizer:
             yield from self.encode(buffer)
 
     def _encode_prefix(self, text: str) -> tuple[list[int], str]:
-        """Encode the part of `text` that more text cannot change; return (ids, the rest)."""
+        """Encode the part of `text` that more text cannot change; return (ids, the rest).
+
+        That part ends at the last clean space (see space_units) after the last special token,
+        or, where there is none, before the last pre-token; text ending in a possible start of
+        a special token waits too.
+        """
         hold = len(text)
         for k in range(min(len(text), max(map(len, self._special_prefixes), default=0)), 0, -1):
             if text[-k:] in self._special_prefixes:
                 hold = len(text) - k
                 break
-        head, tail = text[:hold], text[hold:]
-        spans = list(self._special_spans(head))
-        cut = spans[-1][1] if spans else 0  # the ordinary text after the last special token
-        ids = self.encode(head[:cut]) if cut else []
-        words = pretokens(head, cut)
-        if words:
-            rest = words.pop()
-            cache = self._cache()
-            codes = np.fromiter(map(cache.__getitem__, words), dtype=np.int64, count=len(words))
-            ids += cache.ids_of([codes]).tolist()
-        else:
-            rest = ""
-        return ids, rest + tail
+        spans = list(self._special_spans(text[:hold]))
+        after = spans[-1][1] if spans else 0  # the ordinary text after the last special token
+        cut = last_clean_cut(text, after, hold)
+        if cut is None:
+            words = pretokens(text, after, hold)
+            cut = hold - len(words[-1]) if words else after
+        return self.encode(text[:cut]), text[cut:]
 
     def _batch(self) -> BatchBPE | None:
         """The vectorized BPE, or None where it would not be exact (see batch_bpe.applies_to)."""
@@ -397,64 +409,33 @@ class Tokenizer:
 
 
 class _PieceCache(dict):
-    """pre-token -> code; the ids of code c are flat[start[c] : start[c] + length[c]].
+    """pre-token -> code, the code's ids kept in an IdTable.
 
     Codes are handed out in order, so the pre-tokens still to be encoded (`pending`) hold
-    exactly the codes from `_codes` (the number of codes in the table) on: `__missing__` gives a
-    new pre-token the next code at once, and `fill_pending` runs the BPE on all of them together
-    and appends their ids to the table. The values are ints, which the garbage collector does
-    not track, and the output is gathered from the table by numpy (`ids_of`) instead of
-    concatenating one sequence of ids per pre-token in Python.
+    exactly the codes from the table's size on: `__missing__` gives a new pre-token the next
+    code at once, and `fill_pending` runs the BPE on all of them together and appends their ids
+    to the table. The values are ints, which the garbage collector does not track.
     """
 
     def __init__(self, tokenizer: Tokenizer):
         super().__init__()
         self._tokenizer = tokenizer
         self.pending: list[str] = []
-        # Growable arrays: only [:self._codes] of start/length and [:self._used] of flat count.
-        self._flat = np.empty(1 << 16, dtype=np.int64)
-        self._start = np.empty(1 << 14, dtype=np.int64)
-        self._length = np.empty(1 << 14, dtype=np.int64)
-        self._first = np.empty(1 << 14, dtype=np.int64)  # flat[start[c]]: the first id
-        self._codes = self._used = 0
-        # The special tokens take the first codes, outside the dict: the text of a special
-        # token is also ordinary text, whose pre-tokens the dict holds.
-        special_ids = list(tokenizer.special_ids.values())
-        self.special_codes = {
-            token: np.array([code], dtype=np.int64)
-            for code, token in enumerate(tokenizer.special_ids)
-        }
-        self._next_code = len(special_ids)
-        self._append(np.array(special_ids, dtype=np.int64), np.ones(len(special_ids), np.int64))
+        self.table = IdTable()
 
     def __missing__(self, piece: str) -> int:
-        code = self[piece] = self._next_code
-        self._next_code = code + 1
+        code = self[piece] = self.table.codes + len(self.pending)
         self.pending.append(piece)
         return code
 
-    def ids_of(self, codes: list[np.ndarray]) -> np.ndarray:
-        """The ids of a sequence of codes (given as a list of arrays), in one int64 array."""
+    def ids_and_lengths(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the ids of `codes` concatenated, the number of ids of each code)."""
         if self.pending:
             self.fill_pending()
-        codes = codes[0] if len(codes) == 1 else np.concatenate(codes or [np.zeros(0, np.int64)])
-        # Most pre-tokens are one token: repeat each pre-token's first id as many times as it
-        # has ids, then write the second and later ids of the others over the repeats.
-        lengths = self._length[codes]
-        ids = self._first[codes]
-        longer = np.flatnonzero(lengths > 1)
-        if len(longer):
-            ends = np.cumsum(lengths)
-            ids = np.repeat(ids, lengths)
-            rest = lengths[longer] - 1  # ids after the first, per longer pre-token
-            to = ends[longer] - rest  # where its second id goes in the output
-            source = self._start[codes[longer]] + 1 - to  # flat index minus output index
-            to = np.repeat(to - np.cumsum(rest) + rest, rest)
-            to += np.arange(len(to))  # (ids after the first,) output positions
-            ids[to] = self._flat[to + np.repeat(source, rest)]
+        ids, lengths = self.table.gather(codes), self.table.length[codes]
         if len(self) > _CACHE_LIMIT:
             self._reset()  # memory bound; nothing is pending here, and `codes` are used up
-        return ids
+        return ids, lengths
 
     def fill_pending(self) -> None:
         """Run the BPE on the pending pre-tokens and append their ids to the table."""
@@ -469,29 +450,12 @@ class _PieceCache(dict):
             lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
         else:
             flat, lengths = batch.encode_flat([piece.encode("utf-8") for piece in pieces])
-        self._append(flat, lengths)
+        self.table.append(flat, lengths)
         self.pending = []
 
-    def _append(self, flat: np.ndarray, lengths: np.ndarray) -> None:
-        codes, used = self._codes + len(lengths), self._used + len(flat)
-        if codes > len(self._start):
-            size = max(codes, 2 * len(self._start))
-            self._start = np.resize(self._start, size)
-            self._length = np.resize(self._length, size)
-            self._first = np.resize(self._first, size)
-        if used > len(self._flat):
-            self._flat = np.resize(self._flat, max(used, 2 * len(self._flat)))
-        self._flat[self._used : used] = flat
-        self._length[self._codes : codes] = lengths
-        self._start[self._codes : codes] = np.cumsum(lengths) - lengths + self._used
-        self._first[self._codes : codes] = self._flat[self._start[self._codes : codes]]
-        self._codes, self._used = codes, used
-
     def _reset(self) -> None:
-        specials = len(self.special_codes)
         self.clear()
-        self._codes = self._next_code = specials
-        self._used = int(self._length[:specials].sum())
+        self.table.truncate(0)
 
 
 _worker_tokenizer: Tokenizer | None = None
