@@ -15,7 +15,7 @@ import pytest
 import regex
 
 from bpe import GPT2_PATTERN, Tokenizer, train_bpe
-from bpe.pretokenize import BMP_PRETOKEN_RE, PRETOKEN_RE
+from bpe.pretokenize import BMP_PRETOKEN_RE, PRETOKEN_RE, last_safe_cut, safe_cut
 
 SPACES = [
     " ",
@@ -157,3 +157,63 @@ def test_bmp_pattern_twin_agrees_on_whitespace_rich_text():
         text = whitespace_rich(rng, 30)
         if not regex.search(r"[\U00010000-\U0010ffff]", text):
             assert BMP_PRETOKEN_RE.findall(text) == PRETOKEN_RE.findall(text), repr(text)
+
+
+def all_safe_cuts(text: str) -> list[int]:
+    cuts, cut = [], safe_cut(text, 0, len(text))
+    while cut is not None:
+        cuts.append(cut)
+        cut = safe_cut(text, cut + 1, len(text))
+    return cuts
+
+
+def test_safe_cuts_change_no_pretoken():
+    # Blocks and streams are cut only there: the pre-tokens of the two sides, each matched
+    # alone, must be those of the whole text, whatever the text.
+    rng = random.Random(6)
+    seen = 0
+    for _ in range(1500):
+        text = whitespace_rich(rng, rng.randrange(1, 60))
+        whole = PRETOKEN_RE.findall(text)
+        cuts = all_safe_cuts(text)
+        for cut in cuts:
+            assert PRETOKEN_RE.findall(text[:cut]) + PRETOKEN_RE.findall(text[cut:]) == whole, (
+                repr(text),
+                cut,
+            )
+        seen += len(cuts)
+        assert last_safe_cut(text, 0, len(text)) == (cuts[-1] if cuts else None)
+    assert seen > 3000
+    # ... while a cut elsewhere may change them (which is why encode must not cut anywhere).
+    text = "we'll go"
+    assert 4 not in all_safe_cuts(text)
+    assert PRETOKEN_RE.findall(text[:4]) + PRETOKEN_RE.findall(text[4:]) != PRETOKEN_RE.findall(
+        text
+    )
+
+
+def test_no_astral_character_is_whitespace():
+    # The safe-cut and BMP patterns spell `\s` out over the BMP only.
+    astral = "".join(map(chr, range(0x10000, 0x110000)))
+    assert regex.search(r"\s", astral) is None
+
+
+def test_blocks_and_streams_never_cut_inside_a_contraction():
+    # A block or stream boundary inside "'ll" once split it into "'" + "ll" ("we'l" alone
+    # pre-tokenizes as "we", "'", "l"). The merge (', l) makes the difference visible in ids.
+    vocab = {i: bytes([i]) for i in range(256)} | {256: b"'l"}
+    tokenizer = Tokenizer(vocab, [(b"'", b"l")])
+    text = "we'll go, they've been"
+    expected = tokenizer.encode(text)
+    assert 256 in expected
+    import bpe.tokenizer as module
+
+    block = module._BLOCK_CHARS
+    try:
+        for size in range(1, len(text) + 1):
+            module._BLOCK_CHARS = size
+            assert tokenizer.encode(text) == expected, size
+            chunks = [text[i : i + size] for i in range(0, len(text), size)]
+            assert list(tokenizer.encode_iterable(chunks)) == expected, size
+    finally:
+        module._BLOCK_CHARS = block

@@ -71,6 +71,36 @@ def _needs_full_unicode(text: str, pos: int, endpos: int) -> bool:
     return False
 
 
+# Safe cuts: places where the pattern ends a pre-token whatever text follows, and where the text
+# before pre-tokenizes exactly as if it ended there. Cutting a long text at one (into blocks, or
+# holding back the rest of a stream) changes no pre-token. Two kinds:
+# - before a space followed by a non-space. That space can only start ` ?\p{L}+`, ` ?\p{N}+` or
+#   ` ?[^\s\p{L}\p{N}]+`; what comes before ends there (letter, number and symbol runs hold no
+#   space, a contraction holds none, and a whitespace run gives up its last character to
+#   `(?!\S)` just as it does at the end of the text); and no branch tells that space from the
+#   end of the text (each stops at it, or for `\s+(?!\S)` backs off to it, as at the end).
+# - after a newline between two non-spaces: that newline is a pre-token by itself (`\s+(?!\S)`
+#   fails on it, `\s+` takes it; at the end of the text `\s+(?!\S)` takes it), and nothing
+#   else can reach across it.
+# A cut anywhere else may not be safe: "we'l" + "l" pre-tokenizes as "we", "'", "l" + "l", not as
+# "we", "'ll". "Space" is `\s` as the `regex` module defines it (_S; no astral character is one).
+_SAFE_CUT = rf"(?= [^{_S}])|(?<=[^{_S}]\n)(?=[^{_S}])"
+_SAFE_CUT_RE = re.compile(_SAFE_CUT)
+_LAST_SAFE_CUT_RE = re.compile(rf"(?s:.*)(?:{_SAFE_CUT})")  # greedy: the last one
+
+
+def safe_cut(text: str, pos: int, endpos: int) -> int | None:
+    """The first safe cut c with pos <= c < endpos that text[:endpos] shows to be safe."""
+    match = _SAFE_CUT_RE.search(text, pos, endpos)
+    return None if match is None else match.start()
+
+
+def last_safe_cut(text: str, pos: int, endpos: int) -> int | None:
+    """The last safe cut c with pos <= c < endpos that text[:endpos] shows to be safe."""
+    match = _LAST_SAFE_CUT_RE.match(text, pos, endpos)
+    return None if match is None else match.end()
+
+
 def pretokens(text: str, pos: int = 0, endpos: int | None = None) -> list[str]:
     """GPT-2 pre-tokens of text[pos:endpos] (as if the text ended at endpos)."""
     endpos = len(text) if endpos is None else min(endpos, len(text))

@@ -26,11 +26,12 @@ from bpe.pretokenize import (
     _map_unordered,
     default_num_workers,
     iter_chunks,
+    last_safe_cut,
     pretokens,
     read_text_chunk,
+    safe_cut,
 )
 from bpe.progress import Progress
-from bpe.space_units import IdTable, UnitCache, clean_cut, last_clean_cut
 
 _NO_MERGE = 1 << 62  # rank of a pair that is not a merge
 _BLOCK_CHARS = 1 << 20  # text is matched in blocks of this many characters to bound memory
@@ -139,46 +140,37 @@ class Tokenizer:
         """The ids of `text` as an int64 array (`specials`: whether special tokens count)."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
-        units = self._units()
-        parts = [units.encode(text, block) for block in self._blocks(text, specials)]
-        if len(parts) == 1:
-            return parts[0]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-
-    def _blocks(self, text: str, specials: bool) -> Iterator[list[tuple[int, int, str | None]]]:
-        """The text as blocks of about _BLOCK_CHARS characters, for UnitCache.encode.
-
-        A block is a list of contiguous (start, end, special): ordinary text[start:end], then
-        the special token `special` (None: nothing). Ordinary text is cut into blocks only at a
-        clean space (see space_units), so each block encodes as it does inside the whole text;
-        text with no clean space to cut at stays whole.
-        """
-        block: list[tuple[int, int, str | None]] = []
-        size = 0
-        for start, end, token in self._ordinary_spans(text, specials):
-            while end - start > _BLOCK_CHARS - size:
-                cut = clean_cut(text, start + _BLOCK_CHARS - size, end)
-                if cut is None:
-                    break
-                block.append((start, cut, None))
-                yield block
-                block, size, start = [], 0, cut
-            block.append((start, end, token))
-            size += end - start + len(token or "")
-            if size >= _BLOCK_CHARS:
-                yield block
-                block, size = [], 0
-        if block:
-            yield block
-
-    def _ordinary_spans(self, text: str, specials: bool) -> Iterator[tuple[int, int, str | None]]:
-        """(start, end, special): the ordinary text before each special token, and the rest."""
-        position = 0
-        if specials:
+        cache = self._cache()
+        codes: list[np.ndarray] = []
+        position = 0  # the ordinary text between special tokens is matched in place, uncopied
+        if specials and self._special_re is not None:
+            special_codes = cache.special_codes
             for start, end, token in self._special_spans(text):
-                yield position, start, token
+                self._look_up(text, codes, position, start)
+                codes.append(special_codes[token])
                 position = end
-        yield position, len(text), None
+        self._look_up(text, codes, position, len(text))
+        return cache.ids_of(codes)
+
+    def _look_up(self, text: str, codes: list[np.ndarray], start: int, end: int) -> None:
+        """Append to `codes` the cache code of each pre-token of text[start:end], as one array
+        per block.
+
+        One C-level dict lookup per pre-token, written straight into an int64 array. A
+        pre-token met for the first time gets a new code from the cache's `__missing__`; its
+        ids are computed later (`_PieceCache.ids_of`) together with all the other new ones,
+        so that many new pre-tokens at once go through the vectorized BPE.
+        """
+        lookup = self._cache().__getitem__
+        # A long text goes in blocks so that the list of pre-tokens stays small. A block ends
+        # at a safe cut (pretokenize.safe_cut), where the pre-tokens are the same whether the
+        # text goes on or not; a text with none after the block's size stays one block.
+        while start < end:
+            stop = safe_cut(text, start + _BLOCK_CHARS, end) if end - start > _BLOCK_CHARS else None
+            stop = end if stop is None else stop
+            words = pretokens(text, start, stop)
+            codes.append(np.fromiter(map(lookup, words), dtype=np.int64, count=len(words)))
+            start = stop
 
     def _special_spans(self, text: str) -> Iterator[tuple[int, int, str]]:
         """(start, end, token) of each special token in `text`, left to right."""
@@ -204,38 +196,35 @@ class Tokenizer:
             self._local.cache = _PieceCache(self)
             return self._local.cache
 
-    def _units(self) -> UnitCache:
-        """This thread's cache of space-separated units (over its pre-token cache)."""
-        try:
-            return self._local.units
-        except AttributeError:
-            self._local.units = UnitCache(self.special_ids, self._cache())
-            return self._local.units
-
     def encode_iterable(self, iterable: Iterable[str]) -> Iterator[int]:
         """Lazily yield the ids of the concatenated strings (e.g. the lines of an open file).
 
         Memory stays constant: text is gathered into blocks and each block is encoded up to its
-        last pre-token, which (with any possible start of a special token) waits for the next.
+        last safe cut (pretokenize.safe_cut) after its last special token; the rest waits for
+        the next block. Only a stretch of text with no safe cut at all (no space before a
+        non-space, no newline between non-spaces, no special token) is held whole; the buffer
+        is then retried only once it has doubled, so the work stays linear.
         The ids equal encode("".join(iterable)).
         """
         buffer = ""
+        threshold = _BLOCK_CHARS
         for chunk in iterable:
             if not isinstance(chunk, str):
                 raise TypeError(f"encode_iterable needs str items, got {type(chunk).__name__}")
             buffer += chunk
-            if len(buffer) >= _BLOCK_CHARS:
+            if len(buffer) >= threshold:
                 ids, buffer = self._encode_prefix(buffer)
                 yield from ids
+                threshold = max(_BLOCK_CHARS, 2 * len(buffer))
         if buffer:
             yield from self.encode(buffer)
 
     def _encode_prefix(self, text: str) -> tuple[list[int], str]:
         """Encode the part of `text` that more text cannot change; return (ids, the rest).
 
-        That part ends at the last clean space (see space_units) after the last special token,
-        or, where there is none, before the last pre-token; text ending in a possible start of
-        a special token waits too.
+        That part ends at the last safe cut (pretokenize.safe_cut) after the last special
+        token, or at the last special token where there is none; text ending in a possible
+        start of a special token waits too.
         """
         hold = len(text)
         for k in range(min(len(text), max(map(len, self._special_prefixes), default=0)), 0, -1):
@@ -244,11 +233,9 @@ class Tokenizer:
                 break
         spans = list(self._special_spans(text[:hold]))
         after = spans[-1][1] if spans else 0  # the ordinary text after the last special token
-        cut = last_clean_cut(text, after, hold)
-        if cut is None:
-            words = pretokens(text, after, hold)
-            cut = hold - len(words[-1]) if words else after
-        return self.encode(text[:cut]), text[cut:]
+        cut = last_safe_cut(text, after, hold)
+        cut = after if cut is None else cut
+        return (self.encode(text[:cut]) if cut else []), text[cut:]
 
     def _batch(self) -> BatchBPE | None:
         """The vectorized BPE, or None where it would not be exact (see batch_bpe.applies_to)."""
@@ -409,33 +396,64 @@ class Tokenizer:
 
 
 class _PieceCache(dict):
-    """pre-token -> code, the code's ids kept in an IdTable.
+    """pre-token -> code; the ids of code c are flat[start[c] : start[c] + length[c]].
 
     Codes are handed out in order, so the pre-tokens still to be encoded (`pending`) hold
-    exactly the codes from the table's size on: `__missing__` gives a new pre-token the next
-    code at once, and `fill_pending` runs the BPE on all of them together and appends their ids
-    to the table. The values are ints, which the garbage collector does not track.
+    exactly the codes from `_codes` (the number of codes in the table) on: `__missing__` gives a
+    new pre-token the next code at once, and `fill_pending` runs the BPE on all of them together
+    and appends their ids to the table. The values are ints, which the garbage collector does
+    not track, and the output is gathered from the table by numpy (`ids_of`) instead of
+    concatenating one sequence of ids per pre-token in Python.
     """
 
     def __init__(self, tokenizer: Tokenizer):
         super().__init__()
         self._tokenizer = tokenizer
         self.pending: list[str] = []
-        self.table = IdTable()
+        # Growable arrays: only [:self._codes] of start/length and [:self._used] of flat count.
+        self._flat = np.empty(1 << 16, dtype=np.int64)
+        self._start = np.empty(1 << 14, dtype=np.int64)
+        self._length = np.empty(1 << 14, dtype=np.int64)
+        self._first = np.empty(1 << 14, dtype=np.int64)  # flat[start[c]]: the first id
+        self._codes = self._used = 0
+        # The special tokens take the first codes, outside the dict: the text of a special
+        # token is also ordinary text, whose pre-tokens the dict holds.
+        special_ids = list(tokenizer.special_ids.values())
+        self.special_codes = {
+            token: np.array([code], dtype=np.int64)
+            for code, token in enumerate(tokenizer.special_ids)
+        }
+        self._next_code = len(special_ids)
+        self._append(np.array(special_ids, dtype=np.int64), np.ones(len(special_ids), np.int64))
 
     def __missing__(self, piece: str) -> int:
-        code = self[piece] = self.table.codes + len(self.pending)
+        code = self[piece] = self._next_code
+        self._next_code = code + 1
         self.pending.append(piece)
         return code
 
-    def ids_and_lengths(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(the ids of `codes` concatenated, the number of ids of each code)."""
+    def ids_of(self, codes: list[np.ndarray]) -> np.ndarray:
+        """The ids of a sequence of codes (given as a list of arrays), in one int64 array."""
         if self.pending:
             self.fill_pending()
-        ids, lengths = self.table.gather(codes), self.table.length[codes]
+        codes = codes[0] if len(codes) == 1 else np.concatenate(codes or [np.zeros(0, np.int64)])
+        # Most pre-tokens are one token: repeat each pre-token's first id as many times as it
+        # has ids, then write the second and later ids of the others over the repeats.
+        lengths = self._length[codes]
+        ids = self._first[codes]
+        longer = np.flatnonzero(lengths > 1)
+        if len(longer):
+            ends = np.cumsum(lengths)
+            ids = np.repeat(ids, lengths)
+            rest = lengths[longer] - 1  # ids after the first, per longer pre-token
+            to = ends[longer] - rest  # where its second id goes in the output
+            source = self._start[codes[longer]] + 1 - to  # flat index minus output index
+            to = np.repeat(to - np.cumsum(rest) + rest, rest)
+            to += np.arange(len(to))  # (ids after the first,) output positions
+            ids[to] = self._flat[to + np.repeat(source, rest)]
         if len(self) > _CACHE_LIMIT:
             self._reset()  # memory bound; nothing is pending here, and `codes` are used up
-        return ids, lengths
+        return ids
 
     def fill_pending(self) -> None:
         """Run the BPE on the pending pre-tokens and append their ids to the table."""
@@ -450,12 +468,29 @@ class _PieceCache(dict):
             lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
         else:
             flat, lengths = batch.encode_flat([piece.encode("utf-8") for piece in pieces])
-        self.table.append(flat, lengths)
+        self._append(flat, lengths)
         self.pending = []
 
+    def _append(self, flat: np.ndarray, lengths: np.ndarray) -> None:
+        codes, used = self._codes + len(lengths), self._used + len(flat)
+        if codes > len(self._start):
+            size = max(codes, 2 * len(self._start))
+            self._start = np.resize(self._start, size)
+            self._length = np.resize(self._length, size)
+            self._first = np.resize(self._first, size)
+        if used > len(self._flat):
+            self._flat = np.resize(self._flat, max(used, 2 * len(self._flat)))
+        self._flat[self._used : used] = flat
+        self._length[self._codes : codes] = lengths
+        self._start[self._codes : codes] = np.cumsum(lengths) - lengths + self._used
+        self._first[self._codes : codes] = self._flat[self._start[self._codes : codes]]
+        self._codes, self._used = codes, used
+
     def _reset(self) -> None:
+        specials = len(self.special_codes)
         self.clear()
-        self.table.truncate(0)
+        self._codes = self._next_code = specials
+        self._used = int(self._length[:specials].sum())
 
 
 _worker_tokenizer: Tokenizer | None = None
