@@ -87,3 +87,13 @@ def test_decode_accepts_numpy_and_iterators_and_reports_bad_ids_in_them():
     assert tokenizer.decode(iter([104, 105])) == "hi"
     with pytest.raises(ValueError, match=r"ids\[2\] = 300"):
         tokenizer.decode(iter([104, 105, 300]))
+
+
+def test_vocab_id_beyond_int32_is_refused():
+    vocab = {i: bytes([i]) for i in range(256)} | {1 << 31: b"<big>"}
+    with pytest.raises(ValueError, match="id 2147483648 is too large"):
+        Tokenizer(vocab, [])
+    vocab = {i: bytes([i]) for i in range(256)} | {(1 << 31) - 1: b"<last>"}
+    with pytest.raises(ValueError, match="too large"):  # the special token would get 2**31
+        Tokenizer(vocab, [], ["<|endoftext|>"])
+    assert Tokenizer(vocab, []).encode("<last>") == list(b"<last>")

@@ -34,6 +34,7 @@ from bpe.pretokenize import (
 from bpe.progress import Progress
 
 _NO_MERGE = 1 << 62  # rank of a pair that is not a merge
+_ID_LIMIT = 1 << 31  # ids and cache codes are int32: half the memory traffic of int64 (~4%)
 _BLOCK_CHARS = 1 << 20  # text is matched in blocks of this many characters to bound memory
 _CACHE_LIMIT = 1 << 21  # distinct pre-tokens kept in the cache before it is cleared
 _BATCH_MIN = 1024  # new pre-tokens at once from which the vectorized BPE beats the loop
@@ -70,6 +71,11 @@ class Tokenizer:
                 self.vocab[by_bytes[raw]] = raw
             self.special_ids[token] = by_bytes[raw]
         special_id_set = set(self.special_ids.values())
+        if max(self.vocab) >= _ID_LIMIT:
+            raise ValueError(
+                f"vocab: id {max(self.vocab)} is too large (ids, special tokens' included, must "
+                f"be below {_ID_LIMIT}: the encoder keeps them as int32)"
+            )
 
         # Regular tokens by bytes (specials excluded: BPE must never produce them).
         self._encoder = {}
@@ -137,7 +143,7 @@ class Tokenizer:
         return self._encode_array(text, specials=False).tolist()
 
     def _encode_array(self, text: str, specials: bool) -> np.ndarray:
-        """The ids of `text` as an int64 array (`specials`: whether special tokens count)."""
+        """The ids of `text` as an int32 array (`specials`: whether special tokens count)."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         cache = self._cache()
@@ -156,7 +162,7 @@ class Tokenizer:
         """Append to `codes` the cache code of each pre-token of text[start:end], as one array
         per block.
 
-        One C-level dict lookup per pre-token, written straight into an int64 array. A
+        One C-level dict lookup per pre-token, written straight into an int32 array. A
         pre-token met for the first time gets a new code from the cache's `__missing__`; its
         ids are computed later (`_PieceCache.ids_of`) together with all the other new ones,
         so that many new pre-tokens at once go through the vectorized BPE.
@@ -169,7 +175,7 @@ class Tokenizer:
             stop = safe_cut(text, start + _BLOCK_CHARS, end) if end - start > _BLOCK_CHARS else None
             stop = end if stop is None else stop
             words = pretokens(text, start, stop)
-            codes.append(np.fromiter(map(lookup, words), dtype=np.int64, count=len(words)))
+            codes.append(np.fromiter(map(lookup, words), dtype=np.int32, count=len(words)))
             start = stop
 
     def _special_spans(self, text: str) -> Iterator[tuple[int, int, str]]:
@@ -411,20 +417,20 @@ class _PieceCache(dict):
         self._tokenizer = tokenizer
         self.pending: list[str] = []
         # Growable arrays: only [:self._codes] of start/length and [:self._used] of flat count.
-        self._flat = np.empty(1 << 16, dtype=np.int64)
-        self._start = np.empty(1 << 14, dtype=np.int64)
-        self._length = np.empty(1 << 14, dtype=np.int64)
-        self._first = np.empty(1 << 14, dtype=np.int64)  # flat[start[c]]: the first id
+        self._flat = np.empty(1 << 16, dtype=np.int32)
+        self._start = np.empty(1 << 14, dtype=np.int32)
+        self._length = np.empty(1 << 14, dtype=np.int32)
+        self._first = np.empty(1 << 14, dtype=np.int32)  # flat[start[c]]: the first id
         self._codes = self._used = 0
         # The special tokens take the first codes, outside the dict: the text of a special
         # token is also ordinary text, whose pre-tokens the dict holds.
         special_ids = list(tokenizer.special_ids.values())
         self.special_codes = {
-            token: np.array([code], dtype=np.int64)
+            token: np.array([code], dtype=np.int32)
             for code, token in enumerate(tokenizer.special_ids)
         }
         self._next_code = len(special_ids)
-        self._append(np.array(special_ids, dtype=np.int64), np.ones(len(special_ids), np.int64))
+        self._append(np.array(special_ids, dtype=np.int32), np.ones(len(special_ids), np.int32))
 
     def __missing__(self, piece: str) -> int:
         code = self[piece] = self._next_code
@@ -433,10 +439,10 @@ class _PieceCache(dict):
         return code
 
     def ids_of(self, codes: list[np.ndarray]) -> np.ndarray:
-        """The ids of a sequence of codes (given as a list of arrays), in one int64 array."""
+        """The ids of a sequence of codes (given as a list of arrays), in one int32 array."""
         if self.pending:
             self.fill_pending()
-        codes = codes[0] if len(codes) == 1 else np.concatenate(codes or [np.zeros(0, np.int64)])
+        codes = codes[0] if len(codes) == 1 else np.concatenate(codes or [np.zeros(0, np.int32)])
         # Most pre-tokens are one token: repeat each pre-token's first id as many times as it
         # has ids, then write the second and later ids of the others over the repeats.
         lengths = self._length[codes]
@@ -464,8 +470,8 @@ class _PieceCache(dict):
         # and the next call encodes them.
         if batch is None:
             encoded = list(map(tokenizer._encode_piece, pieces))
-            flat = np.fromiter(chain.from_iterable(encoded), dtype=np.int64)
-            lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+            flat = np.fromiter(chain.from_iterable(encoded), dtype=np.int32)
+            lengths = np.fromiter(map(len, encoded), dtype=np.int32, count=len(encoded))
         else:
             flat, lengths = batch.encode_flat([piece.encode("utf-8") for piece in pieces])
         self._append(flat, lengths)
