@@ -46,6 +46,34 @@ LOG2E = math.log2(math.e)
 
 
 @triton.jit
+def _streamed_tiles(
+    A,
+    B,
+    n_rows,
+    stride_at,
+    stride_bt,
+    stride_ad,
+    stride_bd,
+    offs_rows,
+    offs_d,
+    BLOCK: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    USE_TMA: tl.constexpr,
+):
+    """Handles on the (BLOCK, HEAD_DIM) tiles of two (n_rows, HEAD_DIM) tensors that a kernel
+    streams through its loop (K and V, or Q and dO): tensor descriptors with USE_TMA (the copy
+    engine fetches a tile and fills rows past the end with zeros; unit stride along head_dim),
+    else pointer blocks of the first tile, offset by start * stride in the loop."""
+    if USE_TMA:
+        a = tl.make_tensor_descriptor(A, [n_rows, HEAD_DIM], [stride_at, 1], [BLOCK, HEAD_DIM])
+        b = tl.make_tensor_descriptor(B, [n_rows, HEAD_DIM], [stride_bt, 1], [BLOCK, HEAD_DIM])
+    else:
+        a = A + offs_rows[:, None] * stride_at + offs_d[None, :] * stride_ad
+        b = B + offs_rows[:, None] * stride_bt + offs_d[None, :] * stride_bd
+    return a, b
+
+
+@triton.jit
 def _attn_fwd_key_loop(
     acc,
     row_max,
@@ -157,16 +185,10 @@ def _attn_fwd_kernel(
     q = tl.load(
         Q + rows[:, None] * stride_qt + offs_d[None, :] * stride_qd, mask=row_in[:, None], other=0.0
     )
-    if USE_TMA:  # K and V tiles through the copy engine (Hopper); unit stride along head_dim
-        k_ptrs = tl.make_tensor_descriptor(
-            K, [n_keys, HEAD_DIM], [stride_kt, 1], [BLOCK_N, HEAD_DIM]
-        )
-        v_ptrs = tl.make_tensor_descriptor(
-            V, [n_keys, HEAD_DIM], [stride_vt, 1], [BLOCK_N, HEAD_DIM]
-        )
-    else:
-        k_ptrs = K + offs_n[:, None] * stride_kt + offs_d[None, :] * stride_kd
-        v_ptrs = V + offs_n[:, None] * stride_vt + offs_d[None, :] * stride_vd
+    k_ptrs, v_ptrs = _streamed_tiles(
+        K, V, n_keys, stride_kt, stride_vt, stride_kd, stride_vd, offs_n, offs_d,
+        BLOCK_N, HEAD_DIM, USE_TMA,
+    )  # fmt: skip
 
     row_max = tl.full([BLOCK_M], -float("inf"), dtype=tl.float32)
     row_sum = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -368,16 +390,10 @@ def _attn_bwd_dkdv_kernel(
     v = tl.load(V + cols[:, None] * stride_vt + offs_d[None, :] * stride_vd, mask=col_in, other=0.0)
     Q += batch * stride_qb + head * stride_qh
     DO += batch * stride_dob + head * stride_doh
-    if USE_TMA:
-        q_ptrs = tl.make_tensor_descriptor(
-            Q, [n_queries, HEAD_DIM], [stride_qt, 1], [BLOCK_M, HEAD_DIM]
-        )
-        do_ptrs = tl.make_tensor_descriptor(
-            DO, [n_queries, HEAD_DIM], [stride_dot, 1], [BLOCK_M, HEAD_DIM]
-        )
-    else:
-        q_ptrs = Q + offs_m[:, None] * stride_qt + offs_d[None, :] * stride_qd
-        do_ptrs = DO + offs_m[:, None] * stride_dot + offs_d[None, :] * stride_dod
+    q_ptrs, do_ptrs = _streamed_tiles(
+        Q, DO, n_queries, stride_qt, stride_dot, stride_qd, stride_dod, offs_m, offs_d,
+        BLOCK_M, HEAD_DIM, USE_TMA,
+    )  # fmt: skip
     LSE += bh * n_queries
     DELTA += bh * n_queries
     if DQ_TMA_REDUCE:
@@ -562,16 +578,10 @@ def _attn_bwd_dq_kernel(
     tl.store(DELTA + bh * n_queries + rows, delta, mask=row_in)
     K += batch * stride_kb + head * stride_kh
     V += batch * stride_vb + head * stride_vh
-    if USE_TMA:
-        k_ptrs = tl.make_tensor_descriptor(
-            K, [n_keys, HEAD_DIM], [stride_kt, 1], [BLOCK_N, HEAD_DIM]
-        )
-        v_ptrs = tl.make_tensor_descriptor(
-            V, [n_keys, HEAD_DIM], [stride_vt, 1], [BLOCK_N, HEAD_DIM]
-        )
-    else:
-        k_ptrs = K + offs_n[:, None] * stride_kt + offs_d[None, :] * stride_kd
-        v_ptrs = V + offs_n[:, None] * stride_vt + offs_d[None, :] * stride_vd
+    k_ptrs, v_ptrs = _streamed_tiles(
+        K, V, n_keys, stride_kt, stride_vt, stride_kd, stride_vd, offs_n, offs_d,
+        BLOCK_N, HEAD_DIM, USE_TMA,
+    )  # fmt: skip
 
     dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     if CAUSAL:
@@ -807,31 +817,28 @@ def _tune_key(q: torch.Tensor, shape_bucket: int, constants: dict) -> tuple:
 USE_TMA = True
 
 
-def _use_tma(*streamed: torch.Tensor) -> bool:
-    """Whether the streamed tensors can go through tensor descriptors: on a GPU with TMA, and
-    only when every tile starts on a 16-byte boundary, which the copy engine requires (a view
-    that starts one element into its storage, or rows an odd number of elements apart, takes
-    the pointer path instead)."""
-    q = streamed[0]
-    if not (USE_TMA and q.is_cuda and _has_tma(q.device.index)):
-        return False
-    for t in streamed:
-        if not _tiles_16_byte_aligned(t):
-            return False
-    _ensure_tma_allocator()
-    return True
-
-
 def _resolve_tma(config: FlashConfig | None, *streamed: torch.Tensor) -> bool:
-    """The config's `tma` choice, or the automatic one when it leaves it open."""
-    if config is None or config.tma is None:
-        return _use_tma(*streamed)
-    if config.tma and not all(_tiles_16_byte_aligned(t) for t in streamed):
+    """Whether the streamed tensors go through tensor descriptors: the config's choice, or when
+    it leaves that open, on a GPU with TMA. Either way only when every tile starts on a 16-byte
+    boundary, which the copy engine requires: a view that starts one element into its storage,
+    or rows an odd number of elements apart, takes the pointer path (or, forced, an error)."""
+    automatic = config is None or config.tma is None
+    if automatic:
+        first = streamed[0]
+        if not (USE_TMA and first.is_cuda and _has_tma(first.device.index)):
+            return False
+    elif not config.tma:
+        return False
+    if not all(map(_tiles_16_byte_aligned, streamed)):
+        if automatic:
+            return False
         raise ValueError(
             "config.tma=True needs q, k, v (and grad_out) whose base address and batch, head "
             "and row strides are multiples of 16 bytes; leave tma=None to fall back to pointers"
         )
-    return config.tma
+    if streamed[0].is_cuda:  # descriptors built on the device need Triton's scratch allocator
+        _ensure_tma_allocator()
+    return True
 
 
 def _tiles_16_byte_aligned(t: torch.Tensor) -> bool:
@@ -859,7 +866,7 @@ def _scratch(size: int, alignment: int, stream: int) -> torch.Tensor:
 
     One buffer per stream, grown when a launch needs more: kernels on one stream run one after
     another, so each may reuse the memory of the one before, and a launch saves an allocation
-    (~5 us of host time, four times per forward + backward)."""
+    (~5 us of host time, three times per forward + backward)."""
     buffer = _scratch_buffers.get(stream)
     if buffer is None or buffer.numel() < size:
         buffer = torch.empty(max(size, 1 << 16), dtype=torch.int8, device="cuda")
