@@ -1,10 +1,12 @@
 """The byte-level BPE Tokenizer: encode, decode, special tokens, files, and parallel encode_file.
 
-Encoding is pre-tokenize (special tokens first, then the GPT-2 regex), then BPE inside each
+Encoding is pre-tokenize (special tokens first, then GPT-2's pattern), then BPE inside each
 pre-token. Text repeats itself: a 100 MB corpus has ~25 M pre-tokens but only ~400 K distinct
-ones, so each distinct pre-token is encoded once and cached, and the hot loop is the regex plus a
-dict lookup per pre-token, both in C. The BPE itself applies merges by rank: repeatedly merge
-the adjacent pair with the lowest rank (earliest merge), never scanning the merge list.
+ones, so each distinct pre-token is encoded once and cached. The hot loop makes no Python object
+per pre-token: numpy finds where the pre-tokens start (fast_pretokenize) and looks each up by an
+exact key made of its bytes (key_table); the ids are gathered from the cache's table by numpy.
+The BPE itself applies merges by rank: repeatedly merge the adjacent pair with the lowest rank
+(earliest merge), never scanning the merge list.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import regex
 
 from bpe import formats
 from bpe.batch_bpe import BatchBPE, applies_to
+from bpe.fast_pretokenize import PretokenBytes, pretoken_bytes
+from bpe.key_table import KeyTable, short_keys
 from bpe.pretokenize import (
     _map_unordered,
     default_num_workers,
@@ -162,20 +166,27 @@ class Tokenizer:
         """Append to `codes` the cache code of each pre-token of text[start:end], as one array
         per block.
 
-        One C-level dict lookup per pre-token, written straight into an int32 array. A
-        pre-token met for the first time gets a new code from the cache's `__missing__`; its
-        ids are computed later (`_PieceCache.ids_of`) together with all the other new ones,
-        so that many new pre-tokens at once go through the vectorized BPE.
+        The pre-tokens are found and looked up by numpy (`_PieceCache.codes_of`). Text holding
+        a lone surrogate, which the fast path cannot read, goes through the regex and one dict
+        lookup per pre-token (and fails where the BPE encodes it to UTF-8, as it always has).
+        A pre-token met for the first time gets a new code at once; its ids are computed later
+        (`_PieceCache.ids_of`) together with all the other new ones, so that many new
+        pre-tokens at once go through the vectorized BPE.
         """
-        lookup = self._cache().__getitem__
-        # A long text goes in blocks so that the list of pre-tokens stays small. A block ends
-        # at a safe cut (pretokenize.safe_cut), where the pre-tokens are the same whether the
-        # text goes on or not; a text with none after the block's size stays one block.
+        cache = self._cache()
+        # A long text goes in blocks so that the arrays per block stay small. A block ends at a
+        # safe cut (pretokenize.safe_cut), where the pre-tokens are the same whether the text
+        # goes on or not; a text with none after the block's size stays one block.
         while start < end:
             stop = safe_cut(text, start + _BLOCK_CHARS, end) if end - start > _BLOCK_CHARS else None
             stop = end if stop is None else stop
-            words = pretokens(text, start, stop)
-            codes.append(np.fromiter(map(lookup, words), dtype=np.int32, count=len(words)))
+            spans = pretoken_bytes(text[start:stop])  # the whole text is not copied
+            if spans is not None:
+                codes.append(cache.codes_of(spans))
+            else:
+                words = pretokens(text, start, stop)
+                lookup = cache.__getitem__
+                codes.append(np.fromiter(map(lookup, words), dtype=np.int32, count=len(words)))
             start = stop
 
     def _special_spans(self, text: str) -> Iterator[tuple[int, int, str]]:
@@ -259,7 +270,10 @@ class Tokenizer:
         re-ranks only the two neighbouring pairs. Equal ranks merge leftmost first, which is
         the left-to-right rule for runs such as "a a a" with the merge (a, a).
         """
-        raw = piece.encode("utf-8")
+        return self._encode_bytes(piece.encode("utf-8"))
+
+    def _encode_bytes(self, raw: bytes) -> tuple[int, ...]:
+        """_encode_piece on the UTF-8 bytes of a pre-token."""
         ids = list(raw) if self._bytes_are_ids else [self._byte_ids[b] for b in raw]
         if len(ids) < 2:
             return tuple(ids)
@@ -404,18 +418,25 @@ class Tokenizer:
 class _PieceCache(dict):
     """pre-token -> code; the ids of code c are flat[start[c] : start[c] + length[c]].
 
-    Codes are handed out in order, so the pre-tokens still to be encoded (`pending`) hold
-    exactly the codes from `_codes` (the number of codes in the table) on: `__missing__` gives a
-    new pre-token the next code at once, and `fill_pending` runs the BPE on all of them together
-    and appends their ids to the table. The values are ints, which the garbage collector does
-    not track, and the output is gathered from the table by numpy (`ids_of`) instead of
-    concatenating one sequence of ids per pre-token in Python.
+    A pre-token's code is found three ways: pre-tokens of up to 15 UTF-8 bytes by their exact
+    key in a numpy table (`_short`, key_table.KeyTable: all of a block at once, no Python
+    object each), longer ones by their bytes in a dict (`_long`: ~1% of pre-tokens), and the
+    strings of the regex path (text with lone surrogates) in this dict itself. A pre-token may
+    hold a code in more than one of them; each code's ids are the same.
+
+    Codes are handed out in order, so the pre-tokens still to be encoded (`pending`, as UTF-8
+    bytes) hold exactly the codes from `_codes` (the number of codes in the table) on: a new
+    pre-token gets the next code at once, and `fill_pending` runs the BPE on all of them
+    together and appends their ids to the table. The output is gathered from the table by numpy
+    (`ids_of`) instead of concatenating one sequence of ids per pre-token in Python.
     """
 
     def __init__(self, tokenizer: Tokenizer):
         super().__init__()
         self._tokenizer = tokenizer
-        self.pending: list[str] = []
+        self.pending: list[bytes] = []
+        self._short = KeyTable()
+        self._long: dict[bytes, int] = {}
         # Growable arrays: only [:self._codes] of start/length and [:self._used] of flat count.
         self._flat = np.empty(1 << 16, dtype=np.int32)
         self._start = np.empty(1 << 14, dtype=np.int32)
@@ -433,10 +454,64 @@ class _PieceCache(dict):
         self._append(np.array(special_ids, dtype=np.int32), np.ones(len(special_ids), np.int32))
 
     def __missing__(self, piece: str) -> int:
+        raw = piece.encode("utf-8")  # first: if it raises (a surrogate), nothing has changed
         code = self[piece] = self._next_code
         self._next_code = code + 1
-        self.pending.append(piece)
+        self.pending.append(raw)
         return code
+
+    def held(self) -> int:
+        """Pre-tokens held, in all three maps (what the memory bound counts)."""
+        return len(self) + len(self._long) + len(self._short)
+
+    def codes_of(self, spans: PretokenBytes) -> np.ndarray:
+        """(pre-tokens,) int32 the code of each pre-token of `spans`; new ones get new codes."""
+        key0, key1 = short_keys(spans.utf8, spans.starts, spans.lengths)
+        long = np.flatnonzero(key1 == 0)  # longer than key_table.MAX_BYTES
+        if len(long):
+            short = np.flatnonzero(key1 != 0)
+            key0, key1 = key0[short], key1[short]
+            codes = np.empty(len(spans.starts), dtype=np.int32)
+            codes[long] = self._long_codes(spans, long)
+            codes[short] = self._short_codes(spans, short, key0, key1)
+        else:
+            codes = self._short_codes(spans, None, key0, key1)
+        return codes
+
+    def _short_codes(
+        self, spans: PretokenBytes, which: np.ndarray | None, key0: np.ndarray, key1: np.ndarray
+    ) -> np.ndarray:
+        """The codes of the short pre-tokens `which` (None: all) of `spans`, keyed key0, key1."""
+        codes = self._short.lookup(key0, key1)
+        new = np.flatnonzero(codes < 0)
+        if len(new):
+            # Each distinct new key once: the first pre-token holding it gives its bytes.
+            pairs = np.stack((key0[new], key1[new]), axis=1).view("V16").ravel()  # (new,)
+            _, first, inverse = np.unique(pairs, return_index=True, return_inverse=True)
+            at = new[first] if which is None else which[new[first]]  # (distinct new,) in spans
+            view = memoryview(spans.utf8)
+            starts, lengths = spans.starts[at].tolist(), spans.lengths[at].tolist()
+            pieces = [bytes(view[s : s + n]) for s, n in zip(starts, lengths, strict=True)]
+            fresh = np.arange(self._next_code, self._next_code + len(pieces), dtype=np.int32)
+            self._short.insert(key0[new[first]], key1[new[first]], fresh)
+            self._next_code += len(pieces)
+            self.pending += pieces
+            codes[new] = fresh[inverse.ravel()]
+        return codes
+
+    def _long_codes(self, spans: PretokenBytes, which: np.ndarray) -> list[int]:
+        """The codes of the long pre-tokens `which` of `spans`, by their bytes in a dict."""
+        view, long, codes = memoryview(spans.utf8), self._long, []
+        starts, lengths = spans.starts[which].tolist(), spans.lengths[which].tolist()
+        for start, length in zip(starts, lengths, strict=True):
+            piece = bytes(view[start : start + length])
+            code = long.get(piece)
+            if code is None:
+                code = long[piece] = self._next_code
+                self._next_code += 1
+                self.pending.append(piece)
+            codes.append(code)
+        return codes
 
     def ids_of(self, codes: list[np.ndarray]) -> np.ndarray:
         """The ids of a sequence of codes (given as a list of arrays), in one int32 array."""
@@ -457,7 +532,7 @@ class _PieceCache(dict):
             to = np.repeat(to - np.cumsum(rest) + rest, rest)
             to += np.arange(len(to))  # (ids after the first,) output positions
             ids[to] = self._flat[to + np.repeat(source, rest)]
-        if len(self) > _CACHE_LIMIT:
+        if self.held() > _CACHE_LIMIT:
             self._reset()  # memory bound; nothing is pending here, and `codes` are used up
         return ids
 
@@ -469,11 +544,11 @@ class _PieceCache(dict):
         # If the BPE raises, nothing has changed: the pre-tokens stay pending (with their codes)
         # and the next call encodes them.
         if batch is None:
-            encoded = list(map(tokenizer._encode_piece, pieces))
+            encoded = list(map(tokenizer._encode_bytes, pieces))
             flat = np.fromiter(chain.from_iterable(encoded), dtype=np.int32)
             lengths = np.fromiter(map(len, encoded), dtype=np.int32, count=len(encoded))
         else:
-            flat, lengths = batch.encode_flat([piece.encode("utf-8") for piece in pieces])
+            flat, lengths = batch.encode_flat(pieces)
         self._append(flat, lengths)
         self.pending = []
 
@@ -495,6 +570,8 @@ class _PieceCache(dict):
     def _reset(self) -> None:
         specials = len(self.special_codes)
         self.clear()
+        self._long.clear()
+        self._short = KeyTable()
         self._codes = self._next_code = specials
         self._used = int(self._length[:specials].sum())
 
