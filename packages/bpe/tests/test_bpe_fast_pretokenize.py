@@ -19,7 +19,7 @@ import regex
 import bpe.tokenizer as tokenizer_module
 from bpe import GPT2_PATTERN, Tokenizer, train_bpe
 from bpe.fast_pretokenize import _class_table, pretoken_bytes, pretoken_starts
-from bpe.key_table import MAX_BYTES, KeyTable, short_keys
+from bpe.key_table import LONG, MAX_BYTES, KeyTable, short_keys
 
 PRETOKEN = regex.compile(GPT2_PATTERN)
 DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
@@ -154,7 +154,7 @@ def test_keys_tell_short_strings_apart():
     starts = np.cumsum(lengths) - lengths
     key0, key1 = short_keys(utf8, starts, lengths)
     short = lengths <= MAX_BYTES
-    assert (key1[~short] == 0).all() and (key1[short] != 0).all()
+    assert (key1[~short] == LONG).all() and (key1[short] != 0).all() and (key1[short] != LONG).all()
     keys = set(zip(key0[short].tolist(), key1[short].tolist(), strict=True))
     assert len(keys) == len({p for p in pieces if len(p) <= MAX_BYTES})
 

@@ -169,7 +169,12 @@ def pretoken_bytes(text: str) -> PretokenBytes | None:
     classes = packed & np.uint8(7)
     classes[n:] = _END
     starts = np.flatnonzero(_start_flags(classes, units, n)[:n])
-    # Byte offset of character i: i + the extra UTF-8 bytes of the characters before it.
-    extra = np.cumsum(packed[:n] >> np.uint8(4), dtype=np.int64)  # (n,) inclusive
-    byte_starts = starts + extra[starts] - (packed[starts] >> np.uint8(4))
+    # Byte offset of character i: i + the extra UTF-8 bytes of the characters before it. Few
+    # characters are not ASCII even here, so the sum runs over those alone (a cumsum over
+    # every character cost ~3x more): `wide` are their positions, `extra[k]` the extra bytes
+    # of wide[:k].
+    wide = np.flatnonzero(units[:n] > 0x7F)  # (w,) sorted
+    extra = np.zeros(len(wide) + 1, dtype=np.int64)
+    np.cumsum(packed[wide] >> np.uint8(4), out=extra[1:])
+    byte_starts = starts + extra[np.searchsorted(wide, starts)]
     return PretokenBytes(utf8, byte_starts, np.diff(byte_starts, append=len(utf8) - _PAD))

@@ -25,7 +25,7 @@ import regex
 from bpe import formats
 from bpe.batch_bpe import BatchBPE, applies_to
 from bpe.fast_pretokenize import PretokenBytes, pretoken_bytes
-from bpe.key_table import KeyTable, short_keys
+from bpe.key_table import LONG, KeyTable, short_keys
 from bpe.pretokenize import (
     _map_unordered,
     default_num_workers,
@@ -467,33 +467,21 @@ class _PieceCache(dict):
     def codes_of(self, spans: PretokenBytes) -> np.ndarray:
         """(pre-tokens,) int32 the code of each pre-token of `spans`; new ones get new codes."""
         key0, key1 = short_keys(spans.utf8, spans.starts, spans.lengths)
-        long = np.flatnonzero(key1 == 0)  # longer than key_table.MAX_BYTES
+        codes = self._short.lookup(key0, key1)  # -1: new, or longer than key_table.MAX_BYTES
+        long = np.flatnonzero(key1 == LONG)
         if len(long):
-            short = np.flatnonzero(key1 != 0)
-            key0, key1 = key0[short], key1[short]
-            codes = np.empty(len(spans.starts), dtype=np.int32)
             codes[long] = self._long_codes(spans, long)
-            codes[short] = self._short_codes(spans, short, key0, key1)
-        else:
-            codes = self._short_codes(spans, None, key0, key1)
-        return codes
-
-    def _short_codes(
-        self, spans: PretokenBytes, which: np.ndarray | None, key0: np.ndarray, key1: np.ndarray
-    ) -> np.ndarray:
-        """The codes of the short pre-tokens `which` (None: all) of `spans`, keyed key0, key1."""
-        codes = self._short.lookup(key0, key1)
         new = np.flatnonzero(codes < 0)
         if len(new):
             # Each distinct new key once: the first pre-token holding it gives its bytes.
             pairs = np.stack((key0[new], key1[new]), axis=1).view("V16").ravel()  # (new,)
             _, first, inverse = np.unique(pairs, return_index=True, return_inverse=True)
-            at = new[first] if which is None else which[new[first]]  # (distinct new,) in spans
+            at = new[first]  # (distinct new,) their first pre-token
             view = memoryview(spans.utf8)
             starts, lengths = spans.starts[at].tolist(), spans.lengths[at].tolist()
             pieces = [bytes(view[s : s + n]) for s, n in zip(starts, lengths, strict=True)]
             fresh = np.arange(self._next_code, self._next_code + len(pieces), dtype=np.int32)
-            self._short.insert(key0[new[first]], key1[new[first]], fresh)
+            self._short.insert(key0[at], key1[at], fresh)
             self._next_code += len(pieces)
             self.pending += pieces
             codes[new] = fresh[inverse.ravel()]
