@@ -3,9 +3,11 @@
 The regex makes one Python string per pre-token (~25 M for a 100 MB corpus), and those strings,
 plus a dict lookup each, cost more than tiktoken's whole encode. Yet which pre-token a position
 belongs to depends only on the characters' classes, so the starts can be computed for a whole
-block at once: code points -> class per character (one table lookup) -> a start flag per
-character from its own class and its two neighbours' (one more table lookup) -> the few
-contractions adjusted -> `flatnonzero`. No Python object per pre-token.
+block at once: the UTF-8 bytes -> class per byte (`bytes.translate`, for ASCII; the few
+multi-byte characters are decoded and looked up apart) -> a start flag per byte from its own
+class and its two neighbours' (one more `translate`) -> the few contractions adjusted ->
+`flatnonzero`. No Python object per pre-token, and the starts come out as byte offsets, which
+is what the encoder keys its cache on.
 
 The pattern is `'(?:[sdmt]|ll|ve|re)| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+`.
 Every character is in exactly one of four classes: a letter (`\\p{L}`), a number (`\\p{N}`),
@@ -33,9 +35,13 @@ starts a pre-token after the rules above: " 's" is " '", "s" (the space joined t
 run) and ".'s" is ".'", "s" (the `'` is inside a symbol run). A `'` inside a run is never
 checked, and a contraction's letters are no start: so the check runs once, on the starts found.
 
-`pretoken_bytes` also gives each pre-token's bytes as offsets into the UTF-8 text, which is what
-the encoder keys its cache on. Text holding lone surrogates (which no encoding accepts) gives
-None: callers fall back to the regex (`pretokenize.pretokens`), which stays the reference.
+The work is on bytes, not characters: every byte of a multi-byte character gets that character's
+class, so runs and class changes are the same, and a start can only fall on a character's first
+byte (the flags of the others are cleared). One rule looks past a character: a white-space
+character before a non-space. For a multi-byte one (U+00A0, U+3000, ...) the byte after its
+first is its own, so those few are settled apart, from the byte after the character. Text
+holding lone surrogates (which UTF-8 cannot encode) gives None: callers fall back to the regex
+(`pretokenize.pretokens`), which stays the reference.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ import regex
 _LETTER, _NUMBER, _OTHER, _SPACE, _WHITE, _END = range(6)  # _SPACE: U+0020; _WHITE: other \s
 _APOSTROPHE = ord("'")
 _PAD = 16  # zero bytes after the UTF-8 text, so 16-byte reads at any pre-token start stay inside
+_NOT_UTF8 = b"\xff"  # a byte UTF-8 never holds: marks the end of the text for the class table
 
 
 class PretokenBytes(NamedTuple):
@@ -62,10 +69,9 @@ class PretokenBytes(NamedTuple):
 
 @functools.cache
 def _class_table() -> np.ndarray:
-    """(0x110000,) uint8: bits 0-2 the class of each code point, bits 4-5 its UTF-8 length - 1.
+    """(0x110000,) uint8: the class of each code point (surrogates, never seen, are _OTHER).
 
-    Built once (~0.2 s) by the `regex` module over all code points. Surrogates (never seen:
-    text holding them goes to the regex) are left as _OTHER.
+    Built once (~0.2 s) by the `regex` module over all code points.
     """
     everything = "".join(map(chr, range(0xD800))) + "".join(map(chr, range(0xE000, 0x110000)))
     table = np.full(0x110000, _OTHER, dtype=np.uint8)
@@ -73,21 +79,26 @@ def _class_table() -> np.ndarray:
         members = "".join(regex.findall(pattern, everything))
         table[np.frombuffer(members.encode("utf-32-le"), dtype=np.uint32)] = cls
     table[ord(" ")] = _SPACE
-    code_points = np.arange(0x110000)
-    utf8_extra = (code_points >= 0x80).astype(np.uint8)
-    utf8_extra += code_points >= 0x800
-    utf8_extra += code_points >= 0x10000
-    table |= utf8_extra << 4
     return table
 
 
 @functools.cache
-def _start_rule() -> np.ndarray:
-    """(216,) bool: whether i starts a pre-token, at index 36*class[i-1] + 6*class[i] + class[i+1].
+def _byte_classes() -> bytes:
+    """A `bytes.translate` table: the class of each ASCII byte, _END for _NOT_UTF8.
+
+    Bytes of multi-byte characters get _OTHER here and their character's class afterwards.
+    """
+    return (_class_table()[:128].tobytes() + bytes([_OTHER]) * 127) + bytes([_END])
+
+
+@functools.cache
+def _start_rule() -> bytes:
+    """A `bytes.translate` table: at 36*class[i-1] + 6*class[i] + class[i+1], 1 if i starts a
+    pre-token, else 0.
 
     The two rules of the module docstring, spelled out for every triple of classes.
     """
-    rule = np.zeros(216, dtype=bool)
+    rule = bytearray(256)
     white = (_SPACE, _WHITE)
     for before in range(_END):  # i - 1 is a character of the text
         for here in range(_END):
@@ -97,23 +108,20 @@ def _start_rule() -> np.ndarray:
                 else:
                     starts = here != before and before != _SPACE
                 rule[36 * before + 6 * here + after] = starts
-    return rule
+    return bytes(rule)
 
 
 def _start_flags(classes: np.ndarray, units: np.ndarray, n: int) -> np.ndarray:
-    """(n + 3,) bool, True where a pre-token starts (only [:n] counts).
+    """(n,) bool, True where a pre-token starts, from the rules and the contractions.
 
-    classes: (n + 3,) uint8 class of each character, then _END three times; units: (n + 3,)
-    the code points (or ASCII bytes), then three that are no letter (contractions look ahead
-    two characters).
+    classes: (n + 3,) uint8 the class of each unit, then _END; units: (n + 3,) the units (bytes)
+    then three that are no letter (contractions look ahead two characters).
     """
     triple = classes[: n - 1] * np.uint8(36)  # (n - 1,) for i = 1 .. n - 1
     triple += classes[1:n] * np.uint8(6)
     triple += classes[2 : n + 1]
-    flags = np.empty(n + 3, dtype=bool)
-    flags[0] = True
-    np.take(_start_rule(), triple, out=flags[1:n])
-    flags[n:] = False
+    flags = bytearray(b"\x01") + triple.tobytes().translate(_start_rule())
+    flags = np.frombuffer(flags, dtype=bool)  # (n,) writable: the bytearray is
     # Contractions: only at a `'` that starts a pre-token; the letters after it are no start
     # (the class change put one there), the character after the contraction is.
     quotes = np.flatnonzero(units[:n] == _APOSTROPHE)
@@ -127,54 +135,49 @@ def _start_flags(classes: np.ndarray, units: np.ndarray, n: int) -> np.ndarray:
             | ((first == ord("r")) & (second == ord("e")))
         )
         flags[quotes[one | two] + 1] = False
-        flags[quotes[one] + 2] = True
-        flags[quotes[two] + 3] = True
+        ends = np.concatenate((quotes[one] + 2, quotes[two] + 3))
+        flags[ends[ends < n]] = True
     return flags
-
-
-def pretoken_starts(text: str) -> np.ndarray | None:
-    """(pre-tokens,) int64 character offset of each GPT-2 pre-token of `text`.
-
-    The starts of `regex.finditer(GPT2_PATTERN, text)`; None if `text` holds a lone surrogate.
-    """
-    if not text:
-        return np.zeros(0, dtype=np.int64)
-    try:
-        units = np.frombuffer((text + "\0\0\0").encode("utf-32-le"), dtype=np.uint32)
-    except UnicodeEncodeError:
-        return None
-    classes = _class_table()[units] & np.uint8(7)
-    classes[len(text) :] = _END
-    return np.flatnonzero(_start_flags(classes, units, len(text))[: len(text)])
 
 
 def pretoken_bytes(text: str) -> PretokenBytes | None:
     """The GPT-2 pre-tokens of `text` as UTF-8 byte spans; None if it holds a lone surrogate."""
-    n = len(text)
-    if not n:
-        empty = np.zeros(0, dtype=np.int64)
-        return PretokenBytes(np.zeros(_PAD, dtype=np.uint8), empty, empty)
-    if text.isascii():  # a flag of the str object: bytes are characters (70% of the corpus)
-        utf8 = np.frombuffer((text + "\0" * _PAD).encode("ascii"), dtype=np.uint8)
-        classes = _class_table()[:128][utf8[: n + 3]]  # (n + 3,) a copy, small table
-        classes[n:] = _END
-        starts = np.flatnonzero(_start_flags(classes, utf8, n)[:n])
-        return PretokenBytes(utf8, starts, np.diff(starts, append=n))
     try:
-        units = np.frombuffer((text + "\0\0\0").encode("utf-32-le"), dtype=np.uint32)
+        raw = text.encode("utf-8")
     except UnicodeEncodeError:
         return None
-    utf8 = np.frombuffer((text + "\0" * _PAD).encode("utf-8"), dtype=np.uint8)
-    packed = _class_table()[units]  # (n + 3,) class | (UTF-8 length - 1) << 4
-    classes = packed & np.uint8(7)
-    classes[n:] = _END
-    starts = np.flatnonzero(_start_flags(classes, units, n)[:n])
-    # Byte offset of character i: i + the extra UTF-8 bytes of the characters before it. Few
-    # characters are not ASCII even here, so the sum runs over those alone (a cumsum over
-    # every character cost ~3x more): `wide` are their positions, `extra[k]` the extra bytes
-    # of wide[:k].
-    wide = np.flatnonzero(units[:n] > 0x7F)  # (w,) sorted
-    extra = np.zeros(len(wide) + 1, dtype=np.int64)
-    np.cumsum(packed[wide] >> np.uint8(4), out=extra[1:])
-    byte_starts = starts + extra[np.searchsorted(wide, starts)]
-    return PretokenBytes(utf8, byte_starts, np.diff(byte_starts, append=len(utf8) - _PAD))
+    n = len(raw)
+    utf8 = np.frombuffer(raw + bytes(_PAD), dtype=np.uint8)  # (n + _PAD,)
+    if not n:
+        return PretokenBytes(utf8, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    classes = (raw + _NOT_UTF8 * 3).translate(_byte_classes())  # (n + 3,) ends in _END
+    if text.isascii():  # a flag of the str object: every byte is a character
+        flags = _start_flags(np.frombuffer(classes, dtype=np.uint8), utf8, n)
+    else:
+        classes = np.frombuffer(bytearray(classes), dtype=np.uint8)  # writable
+        # The first byte of each multi-byte character (0b11xxxxxx), its length (2 for
+        # 0b110xxxxx, 3 for 0b1110xxxx, 4 for 0b11110xxx) and its code point.
+        lead = np.flatnonzero(utf8[:n] >= 0xC0)  # (wide,)
+        b0, b1, b2, b3 = (utf8[lead + k].astype(np.uint32) for k in range(4))
+        size = 2 + (b0 >= 0xE0) + (b0 >= 0xF0)
+        payload = (b1 & 0x3F) << 6
+        point = np.where(size == 2, ((b0 & 0x1F) << 6) | (b1 & 0x3F), 0)
+        three = (b0 & 0x0F) << 12 | payload | (b2 & 0x3F)
+        point = np.where(size == 3, three, point)
+        four = (b0 & 0x07) << 18 | (b1 & 0x3F) << 12 | (b2 & 0x3F) << 6 | (b3 & 0x3F)
+        point = np.where(size == 4, four, point)
+        cls = _class_table()[point]  # (wide,)
+        # Every byte of the character gets its class; only the first may start a pre-token.
+        rest = np.concatenate([lead[size > k] + k for k in (1, 2, 3)])  # the other bytes
+        classes[lead] = cls
+        classes[rest] = np.concatenate([cls[size > k] for k in (1, 2, 3)])
+        flags = _start_flags(classes, utf8, n)
+        flags[rest] = False
+        # A multi-byte white-space character whose run goes on (a space before it) starts a
+        # pre-token where the character after it is no space: the rule saw its second byte.
+        white = np.flatnonzero(cls == _WHITE)
+        after = classes[lead[white] + size[white]]
+        last = (after != _WHITE) & (after != _SPACE) & (after != _END)
+        flags[lead[white[last]]] = True
+    starts = np.flatnonzero(flags)
+    return PretokenBytes(utf8, starts, np.diff(starts, append=n))
