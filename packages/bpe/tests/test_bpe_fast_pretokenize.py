@@ -145,6 +145,46 @@ def test_starts_equal_the_regex_on_real_text(name):
         assert fast_starts(piece) == regex_starts(piece)
 
 
+def test_fixed_spans_cut_the_text_into_texts_of_their_own():
+    # Special tokens are fixed spans: one pre-token each, and the text between them
+    # pre-tokenizes as if alone. Spans that begin with a contraction's letters, white space
+    # (a plain space, a multi-byte one), a wide character, or sit side by side.
+    rng = random.Random(7)
+    specials = [
+        "<|endoftext|>",
+        "s",
+        "l",
+        "ll",
+        "ve",
+        "<'",
+        " ",
+        "\u3000",
+        "\xa0x",
+        "é",
+        "😀",
+        "\n",
+    ]
+    for _ in range(1500):
+        parts, words, fixed, position = [], [], [], 0
+        for k in range(rng.randrange(1, 6)):
+            if k:
+                special = rng.choice(specials)
+                fixed.append((position, position + len(special)))
+                parts.append(special)
+                words.append(special)
+                position += len(special)
+            piece = random_text(rng, rng.randrange(0, 8))
+            parts.append(piece)
+            words += PRETOKEN.findall(piece)
+            position += len(piece)
+        text = "".join(parts)
+        spans = pretoken_bytes(text, fixed)
+        raw = spans.utf8.tobytes()
+        got = [raw[s : s + n].decode() for s, n in zip(spans.starts, spans.lengths, strict=True)]
+        assert got == words, (text, fixed)
+        assert [got[i] for i in spans.fixed] == [text[s:e] for s, e in fixed]
+
+
 def test_lone_surrogates_are_left_to_the_regex():
     assert pretoken_bytes("ab\ud800c") is None
     assert pretoken_bytes("abc") is not None
@@ -212,15 +252,37 @@ def test_the_regex_fallback_gives_the_same_ids(tokenizer, monkeypatch):
     rng = random.Random(5)
     texts = [random_text(rng, rng.randrange(1, 200)) + "<|endoftext|>" for _ in range(50)]
     expected = [tokenizer.encode(text) for text in texts]
-    monkeypatch.setattr(tokenizer_module, "pretoken_bytes", lambda text: None)  # always fall back
+    # Always fall back (the numpy path declines text holding a lone surrogate so).
+    monkeypatch.setattr(tokenizer_module, "pretoken_bytes", lambda text, fixed=(): None)
     fresh = Tokenizer(tokenizer.vocab, tokenizer.merges, tokenizer.special_tokens)
     assert [fresh.encode(text) for text in texts] == expected
+
+
+def test_ids_with_many_short_documents_equal_the_regex_path(tokenizer):
+    # Special tokens are matched with the text around them in one numpy pass (groups of
+    # documents), as fixed spans; here groups of every size, cut in random places.
+    rng = random.Random(8)
+    docs = [random_text(rng, rng.randrange(0, 30)) for _ in range(400)]
+    text = "<|endoftext|>".join(docs) + "<|endoftext|><|endoftext|>"
+    expected = []
+    for doc in text.split("<|endoftext|>"):
+        expected += [*regex_path_encode(tokenizer, doc), tokenizer.special_ids["<|endoftext|>"]]
+    expected.pop()
+    for block in (50, 400, 1 << 20):
+        fresh = Tokenizer(tokenizer.vocab, tokenizer.merges, tokenizer.special_tokens)
+        original, tokenizer_module._BLOCK_CHARS = tokenizer_module._BLOCK_CHARS, block
+        try:
+            assert fresh.encode(text) == expected
+        finally:
+            tokenizer_module._BLOCK_CHARS = original
 
 
 def test_a_lone_surrogate_fails_as_before_and_leaves_the_cache_sound(tokenizer):
     fresh = Tokenizer(tokenizer.vocab, tokenizer.merges, tokenizer.special_tokens)
     with pytest.raises(UnicodeEncodeError):
         fresh.encode("fine text, then \ud800 a surrogate")
+    with pytest.raises(UnicodeEncodeError):  # in a group of documents
+        fresh.encode("fine<|endoftext|>text, then \ud800 a surrogate<|endoftext|>")
     text = "fine text, then a surrogate's absence"
     assert fresh.encode(text) == regex_path_encode(tokenizer, text)
 

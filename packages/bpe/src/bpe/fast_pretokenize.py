@@ -47,6 +47,7 @@ holding lone surrogates (which UTF-8 cannot encode) gives None: callers fall bac
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -65,6 +66,7 @@ class PretokenBytes(NamedTuple):
     utf8: np.ndarray  # (bytes + _PAD,) uint8: the text's UTF-8 bytes, then _PAD zeros
     starts: np.ndarray  # (pre-tokens,) int64 byte offset of each pre-token
     lengths: np.ndarray  # (pre-tokens,) int64 its length in bytes (at least 1)
+    fixed: np.ndarray  # (fixed spans,) int64 the pre-token that is each fixed span (see below)
 
 
 @functools.cache
@@ -99,6 +101,7 @@ def _start_rule() -> bytes:
     The two rules of the module docstring, spelled out for every triple of classes.
     """
     rule = bytearray(256)
+    rule[36 * _END : 36 * _END + 36] = b"\x01" * 36  # after a fixed span the text starts anew
     white = (_SPACE, _WHITE)
     for before in range(_END):  # i - 1 is a character of the text
         for here in range(_END):
@@ -114,8 +117,9 @@ def _start_rule() -> bytes:
 def _start_flags(classes: np.ndarray, units: np.ndarray, n: int) -> np.ndarray:
     """(n,) bool, True where a pre-token starts, from the rules and the contractions.
 
-    classes: (n + 3,) uint8 the class of each unit, then _END; units: (n + 3,) the units (bytes)
-    then three that are no letter (contractions look ahead two characters).
+    classes: (n + 3,) uint8 the class of each unit, then _END (also _END: the bytes of fixed
+    spans); units: (n + 3,) the units (bytes) then three that are no letter (contractions look
+    ahead two characters).
     """
     triple = classes[: n - 1] * np.uint8(36)  # (n - 1,) for i = 1 .. n - 1
     triple += classes[1:n] * np.uint8(6)
@@ -125,7 +129,7 @@ def _start_flags(classes: np.ndarray, units: np.ndarray, n: int) -> np.ndarray:
     # Contractions: only at a `'` that starts a pre-token; the letters after it are no start
     # (the class change put one there), the character after the contraction is.
     quotes = np.flatnonzero(units[:n] == _APOSTROPHE)
-    quotes = quotes[flags[quotes]]
+    quotes = quotes[flags[quotes] & (classes[quotes] != _END)]  # a fixed span's `'` is none
     if len(quotes):
         first, second = units[quotes + 1], units[quotes + 2]
         one = (first == ord("s")) | (first == ord("d")) | (first == ord("m")) | (first == ord("t"))
@@ -134,25 +138,40 @@ def _start_flags(classes: np.ndarray, units: np.ndarray, n: int) -> np.ndarray:
             | ((first == ord("v")) & (second == ord("e")))
             | ((first == ord("r")) & (second == ord("e")))
         )
+        letter = classes[quotes + 1] == _LETTER  # not a fixed span's (its "l" + "l" is no "ll")
+        one &= letter
+        two &= letter & (classes[quotes + 2] == _LETTER)
         flags[quotes[one | two] + 1] = False
         ends = np.concatenate((quotes[one] + 2, quotes[two] + 3))
         flags[ends[ends < n]] = True
     return flags
 
 
-def pretoken_bytes(text: str) -> PretokenBytes | None:
-    """The GPT-2 pre-tokens of `text` as UTF-8 byte spans; None if it holds a lone surrogate."""
+def pretoken_bytes(text: str, fixed: Sequence[tuple[int, int]] = ()) -> PretokenBytes | None:
+    """The GPT-2 pre-tokens of `text` as UTF-8 byte spans; None if it holds a lone surrogate.
+
+    `fixed`: character spans (start, end), sorted, not overlapping and not empty, that are each
+    one pre-token, and that the pattern does not see: the text between them is pre-tokenized
+    piece by piece, as if each piece were a text of its own (special tokens). Their bytes get
+    the class _END, which ends the text before them for every rule, and the start rule starts
+    anew after _END; `PretokenBytes.fixed` tells which pre-tokens they are.
+    """
     try:
         raw = text.encode("utf-8")
     except UnicodeEncodeError:
         return None
     n = len(raw)
     utf8 = np.frombuffer(raw + bytes(_PAD), dtype=np.uint8)  # (n + _PAD,)
+    no_fixed = np.zeros(0, dtype=np.int64)
     if not n:
-        return PretokenBytes(utf8, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        return PretokenBytes(
+            utf8, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), no_fixed
+        )
+    bounds = np.array(fixed, dtype=np.int64).reshape(-1, 2)  # (fixed spans, 2) start, end
     classes = (raw + _NOT_UTF8 * 3).translate(_byte_classes())  # (n + 3,) ends in _END
     if text.isascii():  # a flag of the str object: every byte is a character
-        flags = _start_flags(np.frombuffer(classes, dtype=np.uint8), utf8, n)
+        classes = np.frombuffer(bytearray(classes) if len(bounds) else classes, dtype=np.uint8)
+        rest = white_lead = None
     else:
         classes = np.frombuffer(bytearray(classes), dtype=np.uint8)  # writable
         # The first byte of each multi-byte character (0b11xxxxxx), its length (2 for
@@ -171,13 +190,28 @@ def pretoken_bytes(text: str) -> PretokenBytes | None:
         rest = np.concatenate([lead[size > k] + k for k in (1, 2, 3)])  # the other bytes
         classes[lead] = cls
         classes[rest] = np.concatenate([cls[size > k] for k in (1, 2, 3)])
-        flags = _start_flags(classes, utf8, n)
+        white = np.flatnonzero(cls == _WHITE)
+        white_lead, white_size = lead[white], size[white]
+        if len(bounds):
+            # Character offsets to byte offsets: add the extra bytes of the wide characters
+            # before each (lead_char: the character offset of each wide character).
+            extra = np.zeros(len(lead) + 1, dtype=np.int64)
+            np.cumsum(size - 1, out=extra[1:])
+            lead_char = lead - extra[:-1]
+            bounds = bounds + extra[np.searchsorted(lead_char, bounds)]
+    spans = bounds.tolist()
+    for start, end in spans:
+        classes[start:end] = _END
+    flags = _start_flags(classes, utf8, n)
+    if rest is not None:
         flags[rest] = False
         # A multi-byte white-space character whose run goes on (a space before it) starts a
         # pre-token where the character after it is no space: the rule saw its second byte.
-        white = np.flatnonzero(cls == _WHITE)
-        after = classes[lead[white] + size[white]]
-        last = (after != _WHITE) & (after != _SPACE) & (after != _END)
-        flags[lead[white[last]]] = True
+        after = classes[white_lead + white_size]
+        flags[white_lead[(after != _WHITE) & (after != _SPACE) & (after != _END)]] = True
+    for start, end in spans:
+        flags[start] = True
+        flags[start + 1 : end] = False
     starts = np.flatnonzero(flags)
-    return PretokenBytes(utf8, starts, np.diff(starts, append=n))
+    fixed_at = np.searchsorted(starts, bounds[:, 0]) if len(bounds) else no_fixed
+    return PretokenBytes(utf8, starts, np.diff(starts, append=n), fixed_at)
