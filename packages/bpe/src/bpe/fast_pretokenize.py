@@ -114,6 +114,12 @@ def _start_rule() -> bytes:
     return bytes(rule)
 
 
+def prepare_tables() -> None:
+    """Build the tables now (~0.1 s), e.g. before forking workers that would each build them."""
+    _byte_classes()
+    _start_rule()
+
+
 def _start_flags(classes: np.ndarray, units: np.ndarray, n: int) -> np.ndarray:
     """(n,) bool, True where a pre-token starts, from the rules and the contractions.
 

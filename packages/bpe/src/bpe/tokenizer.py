@@ -24,8 +24,8 @@ import regex
 
 from bpe import formats
 from bpe.batch_bpe import BatchBPE, applies_to
-from bpe.fast_pretokenize import PretokenBytes, pretoken_bytes
-from bpe.key_table import LONG, KeyTable, short_keys
+from bpe.fast_pretokenize import PretokenBytes, prepare_tables, pretoken_bytes
+from bpe.key_table import LONG, KeyTable, distinct, short_keys
 from bpe.pretokenize import (
     _map_unordered,
     default_num_workers,
@@ -383,6 +383,9 @@ class Tokenizer:
         if not os.path.isfile(input_path):
             raise FileNotFoundError(f"input_path {os.fspath(input_path)!r} does not exist")
         num_workers = default_num_workers(num_workers)
+        # Build what every worker needs here, once: forked workers inherit it.
+        self._batch()
+        prepare_tables()
         chunks = iter_chunks(input_path, self.special_tokens, num_workers, _FILE_CHUNK_BYTES)
         jobs = [(i, os.fspath(input_path), s, e, errors) for i, (s, e) in enumerate(chunks)]
         output_path = Path(output_path)
@@ -519,10 +522,9 @@ class _PieceCache(dict):
             codes[long] = self._long_codes(spans, long)
         new = np.flatnonzero(codes < 0)
         if len(new):
-            # Each distinct new key once: the first pre-token holding it gives its bytes.
-            pairs = np.stack((key0[new], key1[new]), axis=1).view("V16").ravel()  # (new,)
-            _, first, inverse = np.unique(pairs, return_index=True, return_inverse=True)
-            at = new[first]  # (distinct new,) their first pre-token
+            # Each distinct new key once: one pre-token holding it gives its bytes.
+            first, inverse = distinct(key0[new], key1[new])
+            at = new[first]  # (distinct new,) a pre-token of each
             view = memoryview(spans.utf8)
             starts, lengths = spans.starts[at].tolist(), spans.lengths[at].tolist()
             pieces = [bytes(view[s : s + n]) for s, n in zip(starts, lengths, strict=True)]
@@ -530,7 +532,7 @@ class _PieceCache(dict):
             self._short.insert(key0[at], key1[at], fresh)
             self._next_code += len(pieces)
             self.pending += pieces
-            codes[new] = fresh[inverse.ravel()]
+            codes[new] = fresh[inverse]
         return codes
 
     def _long_codes(self, spans: PretokenBytes, which: np.ndarray) -> list[int]:
