@@ -560,10 +560,11 @@ class _PieceCache(dict):
         ids = self._first[codes]
         longer = np.flatnonzero(lengths > 1)
         if len(longer):
-            ends = np.cumsum(lengths)
             ids = np.repeat(ids, lengths)
             rest = lengths[longer] - 1  # ids after the first, per longer pre-token
-            to = ends[longer] - rest  # where its second id goes in the output
+            # Where its second id goes in the output: its own index, plus the ids after the
+            # first of the longer pre-tokens before it, plus one.
+            to = longer + np.cumsum(rest) - rest + 1
             source = self._start[codes[longer]] + 1 - to  # flat index minus output index
             to = np.repeat(to - np.cumsum(rest) + rest, rest)
             to += np.arange(len(to))  # (ids after the first,) output positions
