@@ -122,10 +122,10 @@ class BatchBPE:
         inside = np.flatnonzero(~is_start[1:])
         rank[inside] = self._rank(self._pair_keys(ids, inside))
         piece = np.arange(count)  # the index of each piece still being merged
+        sizes = lengths  # (pieces,) how many ids each has now
+        starts = np.cumsum(sizes) - sizes  # (pieces,) where its ids begin in `ids`
         finished_ids, finished_owner = [], []
         while n:
-            starts = np.flatnonzero(is_start[:n])
-            sizes = np.diff(starts, append=n)
             lowest = np.minimum.reduceat(rank, starts)  # (pieces,)
             done = lowest == _NO_MERGE
             any_done = done.any()
@@ -141,25 +141,33 @@ class BatchBPE:
                     run_start = np.where(np.append(True, ~follows), index, 0)
                     at = at[(index - np.maximum.accumulate(run_start)) % 2 == 0]
             ids[at] = self._merged[rank[at]]
+            owner = np.searchsorted(starts, at, side="right") - 1  # (merges,) piece of each
             # Drop the right half of each merged pair and the finished pieces; `at` moves to
-            # where the merged ids are afterwards.
+            # where the merged ids are afterwards: back by one per merge before it, and by the
+            # ids of the finished pieces before it (which merge nothing).
             if any_done:
                 keep = np.repeat(~done, sizes)
                 finished_ids.append(ids[~keep])
                 finished_owner.append(np.repeat(piece[done], sizes[done]))
-                piece = piece[~done]
-                keep[at + 1] = False
-                at = np.cumsum(keep)[at] - 1
+                gone = np.where(done, sizes, 0)
+                at_after = at - np.arange(len(at)) - (np.cumsum(gone) - gone)[owner]
             else:
                 keep = np.ones(n, dtype=bool)
-                keep[at + 1] = False
-                at = at - np.arange(len(at))
+                at_after = at - np.arange(len(at))
+            keep[at + 1] = False
+            sizes = sizes - np.bincount(owner, minlength=len(sizes))  # a merge drops one id
+            if any_done:
+                live = ~done
+                owner = (np.cumsum(live) - 1)[owner]
+                piece, sizes = piece[live], sizes[live]
+            at = at_after
             ids, rank = ids[keep], rank[keep]
-            is_start = is_start[np.append(keep, True)]
             n = len(ids)
+            starts = np.cumsum(sizes) - sizes
             # Only the pairs on either side of a merged id change: re-rank those alone.
             rank[at] = _NO_MERGE
-            changed = np.concatenate((at[~is_start[at]] - 1, at[~is_start[at + 1]]))
+            first = starts[owner]  # (merges,) the first id of each merged id's piece
+            changed = np.concatenate((at[at != first] - 1, at[at != first + sizes[owner] - 1]))
             rank[changed] = self._rank(self._pair_keys(ids, changed))
         if not finished_ids:
             return np.zeros(0, dtype=np.int32), np.zeros(count, dtype=np.int64)
