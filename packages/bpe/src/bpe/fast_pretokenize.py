@@ -39,8 +39,12 @@ The work is on bytes, not characters: every byte of a multi-byte character gets 
 class, so runs and class changes are the same, and a start can only fall on a character's first
 byte (the flags of the others are cleared). One rule looks past a character: a white-space
 character before a non-space. For a multi-byte one (U+00A0, U+3000, ...) the byte after its
-first is its own, so those few are settled apart, from the byte after the character. Text
-holding lone surrogates (which UTF-8 cannot encode) gives None: callers fall back to the regex
+first is its own, so those few are settled apart, from the byte after the character.
+
+Special tokens are matched with the text around them as fixed spans whose bytes get the END
+class: every rule then ends the text before one as at the end of a text, and the rule table
+starts a pre-token after END whatever follows, as at the start of a text. Text holding lone
+surrogates (which UTF-8 cannot encode) gives None: callers fall back to the regex
 (`pretokenize.pretokens`), which stays the reference.
 """
 
@@ -53,7 +57,7 @@ from typing import NamedTuple
 import numpy as np
 import regex
 
-# Character classes; END marks the position after the text (and is no character).
+# Character classes; END marks the position after the text and the bytes of fixed spans.
 _LETTER, _NUMBER, _OTHER, _SPACE, _WHITE, _END = range(6)  # _SPACE: U+0020; _WHITE: other \s
 _APOSTROPHE = ord("'")
 _PAD = 16  # zero bytes after the UTF-8 text, so 16-byte reads at any pre-token start stay inside

@@ -201,8 +201,9 @@ class Tokenizer:
                 position = special_end
             self._look_up(text, codes, position, end)
             return
-        # The special tokens' own bytes are looked up too (as one pre-token each, which the
-        # pattern never makes: harmless), then replaced by their codes.
+        # The special tokens' spans are looked up too, as ordinary pre-tokens of their bytes
+        # (whose cached ids are those bytes' BPE: right wherever ordinary text makes such a
+        # pre-token), then replaced by the special tokens' codes.
         group_codes = cache.codes_of(spans)
         group_codes[spans.fixed] = [cache.special_code[token] for _, _, token in group]
         codes.append(group_codes)
@@ -225,7 +226,7 @@ class Tokenizer:
         while start < end:
             stop = safe_cut(text, start + _BLOCK_CHARS, end) if end - start > _BLOCK_CHARS else None
             stop = end if stop is None else stop
-            spans = pretoken_bytes(text[start:stop])  # the whole text is not copied
+            spans = pretoken_bytes(text[start:stop])  # no copy when the block is the whole text
             if spans is not None:
                 codes.append(cache.codes_of(spans))
             else:
@@ -468,7 +469,7 @@ class _PieceCache(dict):
 
     A pre-token's code is found three ways: pre-tokens of up to 15 UTF-8 bytes by their exact
     key in a numpy table (`_short`, key_table.KeyTable: all of a block at once, no Python
-    object each), longer ones by their bytes in a dict (`_long`: ~1% of pre-tokens), and the
+    object each), longer ones by their bytes in a dict (`_long`: ~0.5% of pre-tokens), and the
     strings of the regex path (text with lone surrogates) in this dict itself. A pre-token may
     hold a code in more than one of them; each code's ids are the same.
 
