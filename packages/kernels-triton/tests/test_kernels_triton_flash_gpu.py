@@ -4,6 +4,8 @@ Each test compares against a float64 materialised-softmax reference and reports 
 PyTorch's own SDPA next to ours, so a loose tolerance cannot hide behind the dtype.
 """
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -121,6 +123,60 @@ def test_fused_dq_backward(is_causal, attention_ref, rel_err):
     _, _, *ref_grads = attention_ref(q, k, v, grad_out, is_causal)
     for got, want in zip(grads, ref_grads):
         assert rel_err(got, want) < TOLERANCE[torch.bfloat16]
+
+
+def test_backward_strategy_is_timed_once_per_key(monkeypatch, attention_ref, rel_err):
+    """With no config, the first backward per autotuning key times the two-kernel and the
+    fused-dQ strategies (two do_bench calls), keeps the faster, and later calls reuse it."""
+    import triton
+
+    import kernels_triton.flash_attention_triton as fa
+
+    monkeypatch.setattr(fa, "FUSED_DQ", None)
+    monkeypatch.setattr(fa, "_fused_backward_faster", {})
+    timed = []  # the strategy timings (partials of the launcher), not the autotuner's
+    real_do_bench = triton.testing.do_bench
+
+    def counting_do_bench(fn, **kwargs):
+        if isinstance(fn, functools.partial):
+            timed.append(fn.args)
+        return real_do_bench(fn, **kwargs)
+
+    monkeypatch.setattr(triton.testing, "do_bench", counting_do_bench)
+    q, k, v, grad_out = _inputs((1, 2, 4097, 4097, 32), torch.bfloat16, seed=11)
+    out, lse = fa.flash_attention_triton_forward(q, k, v, True)
+    _, _, *ref_grads = attention_ref(q, k, v, grad_out, True)
+    for call in range(2):
+        grads = fa.flash_attention_triton_backward(q, k, v, out, lse, grad_out, True)
+        for got, want in zip(grads, ref_grads):
+            assert rel_err(got, want) < TOLERANCE[torch.bfloat16]
+        assert timed == [(False,), (True,)], f"call {call}: strategies timed: {timed}"
+    (choice,) = fa._fused_backward_faster.values()
+    assert isinstance(choice, bool)
+
+
+def test_deterministic_algorithms_rule_out_the_fused_backward(monkeypatch):
+    """Under torch.use_deterministic_algorithms(True) the backward takes the two-kernel path
+    even where the fused one was found faster: gradients are bitwise identical run to run."""
+    import kernels_triton.flash_attention_triton as fa
+
+    monkeypatch.setattr(fa, "FUSED_DQ", None)
+
+    def must_not_be_asked(key, launch):
+        raise AssertionError("the strategy was timed in deterministic mode")
+
+    monkeypatch.setattr(fa, "_faster_backward", must_not_be_asked)
+    q, k, v, grad_out = _inputs((1, 4, 4096, 4096, 64), torch.bfloat16, seed=12)
+    out, lse = fa.flash_attention_triton_forward(q, k, v, True)
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        first = fa.flash_attention_triton_backward(q, k, v, out, lse, grad_out, True)
+        second = fa.flash_attention_triton_backward(q, k, v, out, lse, grad_out, True)
+    finally:
+        torch.use_deterministic_algorithms(was)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
 
 
 def test_dispatch_runs_triton_on_cuda_with_3d_inputs(attention_ref, rel_err):
