@@ -1032,7 +1032,8 @@ def flash_attention_triton_backward(
     config: FlashConfig | None = None,
     grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Run the backward kernels (D preprocess, dK/dV, dQ). Returns (dQ, dK, dV) like q, k, v.
+    """Run the backward kernels: dQ then dK/dV, or D then dK/dV with dQ fused in (`FUSED_DQ`,
+    `config.fused_dq`). Returns (dQ, dK, dV) like q, k, v.
 
     `grads` may give contiguous (dQ, dK, dV) buffers to write into.
     """
@@ -1121,11 +1122,14 @@ def flash_attention_triton_backward(
             dq.copy_(dq_acc)
 
     if config is not None:
-        launch(config.fused_dq)
-    elif FUSED_DQ is not None or torch.are_deterministic_algorithms_enabled():
-        launch(bool(FUSED_DQ) and not torch.are_deterministic_algorithms_enabled())
+        fused_dq = config.fused_dq
+    elif torch.are_deterministic_algorithms_enabled():
+        fused_dq = False  # the fused dQ adds its tiles in a varying order
+    elif FUSED_DQ is not None:
+        fused_dq = FUSED_DQ
     else:
-        launch(_faster_backward(key, launch))
+        fused_dq = _faster_backward(key, launch)
+    launch(fused_dq)
     return grads
 
 
