@@ -88,6 +88,21 @@ def test_validate_catches_impossible_shapes():
         cfg.validate(config)
 
 
+def test_compile_reduce_overhead_is_a_choice_that_needs_a_gpu():
+    import torch
+
+    from train_app.device import place
+
+    config = cfg.load("demo", {"system.compile": "reduce-overhead"})
+    cfg.validate(config)
+    with pytest.raises(
+        UserError, match=r"system\.compile must be auto, on, off or reduce-overhead"
+    ):
+        cfg.validate(cfg.load("demo", {"system.compile": "graphs"}))
+    with pytest.raises(UserError, match="reduce-overhead replays CUDA graphs: it needs a GPU"):
+        place(config.system, head_dim=16, device=torch.device("cpu"))
+
+
 def test_incompatibilities_only_count_frozen_tables():
     a = cfg.load("demo")
     b = cfg.load("demo", {"train.max_steps": 99999, "optim.lr": 1.0, "data.cache_dir": "/x"})

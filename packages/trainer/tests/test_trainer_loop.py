@@ -191,6 +191,13 @@ def test_config_validation():
         TrainConfig(precision="fp8")
     with pytest.raises(ValueError, match="unknown TrainConfig fields"):
         TrainConfig.from_dict({"steps": 3})
+    with pytest.raises(ValueError, match="compile_mode must be one of"):
+        TrainConfig(compile=True, compile_mode="fast")
+    with pytest.raises(ValueError, match="compile_mode='reduce-overhead' needs compile=True"):
+        TrainConfig(compile_mode="reduce-overhead")
+    old_checkpoint = TrainConfig(seed=4).to_dict()
+    del old_checkpoint["compile_mode"]  # configs saved before the field existed still load
+    assert TrainConfig.from_dict(old_checkpoint).compile_mode == "default"
     assert TrainConfig.from_dict(TrainConfig(seed=4).to_dict()) == TrainConfig(seed=4)
 
 

@@ -95,7 +95,8 @@ class SystemConfig:
     precision: str = (
         "auto"  # "auto" (bf16 autocast on CUDA, fp32 on CPU) | "bf16" | "fp16" | "fp32"
     )
-    compile: str = "auto"  # torch.compile: "auto" (on for CUDA) | "on" | "off"
+    compile: str = "auto"  # torch.compile: "auto" (on for CUDA) | "on" | "off" |
+    #                        "reduce-overhead" (on, the forward and backward as CUDA graphs)
     attention: str = "auto"  # "auto": on CUDA the faster of Triton FlashAttention and SDPA
     #                          at the run's shape (timed at start-up), else torch SDPA |
     #                          "flash" | "sdpa" | "naive" (nn_core's own einsum + softmax)
@@ -327,7 +328,10 @@ def validate(config: Config) -> None:
             config.tokenizer.vocab_size >= 256 + len(config.tokenizer.special_tokens),
             "tokenizer.vocab_size must be at least 256 + the number of special tokens",
         ),
-        (config.system.compile in ("auto", "on", "off"), "system.compile must be auto, on or off"),
+        (
+            config.system.compile in ("auto", "on", "off", "reduce-overhead"),
+            "system.compile must be auto, on, off or reduce-overhead",
+        ),
         (
             config.system.attention in ("auto", "flash", "sdpa", "naive"),
             "system.attention must be auto, flash, sdpa or naive",

@@ -26,12 +26,15 @@ class Placement:
     attention: str | Callable  # what nn_core.TransformerLM takes as attention_fn
     attention_name: str  # for the console: "flash (Triton)", "sdpa (torch)", "naive (nn_core)"
     notices: list[str] = field(default_factory=list)
+    compile_mode: str = "default"  # torch.compile's mode ("reduce-overhead": CUDA graphs)
 
     def describe(self) -> str:
         name = self.device.type
         if self.device.type == "cuda":
             name = f"{torch.cuda.get_device_name(self.device)} ({self.device})"
         compiled = ", torch.compile" if self.compile else ""
+        if self.compile and self.compile_mode != "default":
+            compiled += f" ({self.compile_mode})"
         return f"{name} · {self.precision}{compiled} · attention {self.attention_name}"
 
 
@@ -80,19 +83,43 @@ def _flash_attention_or_reason(head_dim: int, device: torch.device) -> tuple[Cal
     return fn, ""
 
 
-def _fwd_bwd_ms(attention: Callable, shape: tuple[int, int, int, int], device) -> float:
-    """Median ms of one causal bf16 forward + backward of `attention` on (B, H, T, D) inputs."""
+def _fwd_bwd_ms(
+    attention: Callable, shape: tuple[int, int, int, int], device, graphed: bool = False
+) -> float:
+    """Median ms of one causal bf16 forward + backward of `attention` on (B, H, T, D) inputs.
+
+    Launched one call after another, the figure includes the host's launch time, which is what a
+    compiled step pays per attention call; `graphed`: captured once in a CUDA graph and
+    replayed, so only device time counts, which is what a step under CUDA graphs pays
+    (`--system.compile reduce-overhead`)."""
     q, k, v = (
         torch.randn(shape, device=device, dtype=torch.bfloat16, requires_grad=True)
         for _ in range(3)
     )
     grad = torch.randn(shape, device=device, dtype=torch.bfloat16)
+
+    def step():
+        attention(q, k, v, True).backward(grad)
+
+    if graphed:
+        # Autotuning and allocator warm-up synchronize, which a capture forbids: run them first,
+        # on a side stream as a capture requires.
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                step()
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            step()
+        step = graph.replay
     times = []
     for _ in range(7):  # the first rounds include autotuning / warm-up: the median skips them
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         for _ in range(5):
-            attention(q, k, v, True).backward(grad)
+            step()
         end.record()
         torch.cuda.synchronize(device)
         times.append(start.elapsed_time(end) / 5)
@@ -118,7 +145,10 @@ def place(
     if system.threads > 0:
         torch.set_num_threads(system.threads)
     precision = system.precision if system.precision != "auto" else ("bf16" if cuda else "fp32")
-    compile_ = system.compile == "on" or (system.compile == "auto" and cuda)
+    compile_ = system.compile in ("on", "reduce-overhead") or (system.compile == "auto" and cuda)
+    compile_mode = "reduce-overhead" if system.compile == "reduce-overhead" else "default"
+    if compile_mode == "reduce-overhead" and not cuda:
+        raise UserError("--system.compile reduce-overhead replays CUDA graphs: it needs a GPU")
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls outside autocast
         torch.backends.cudnn.allow_tf32 = True
@@ -130,24 +160,33 @@ def place(
         if fn is not None and choice == "auto" and attention_shape is not None:
             # The kernel wins at long sequences; at short ones SDPA's cuDNN kernels may be
             # faster (tinystories-17m, T=256 and head_dim 32, trains ~25% faster on SDPA).
+            graphed = compile_mode == "reduce-overhead"
             ours, theirs = (
-                _fwd_bwd_ms(fn, attention_shape, device),
-                _fwd_bwd_ms(_sdpa, attention_shape, device),
+                _fwd_bwd_ms(fn, attention_shape, device, graphed),
+                _fwd_bwd_ms(_sdpa, attention_shape, device, graphed),
             )
             timing = f"{ours:.3f} ms vs SDPA {theirs:.3f} ms fwd+bwd at (B, H, T, D) = " + str(
                 attention_shape
             )
+            if graphed:
+                timing += ", replayed as CUDA graphs"
             if theirs < ours:
                 notices.append(f"notice: attention auto -> torch SDPA (Triton kernel {timing})")
-                return Placement(device, precision, compile_, "sdpa", "sdpa (torch)", notices)
+                return Placement(
+                    device, precision, compile_, "sdpa", "sdpa (torch)", notices, compile_mode
+                )
             notices.append(f"notice: attention auto -> Triton FlashAttention ({timing})")
         if fn is not None:
-            return Placement(device, precision, compile_, fn, "flash (Triton)", notices)
+            return Placement(
+                device, precision, compile_, fn, "flash (Triton)", notices, compile_mode
+            )
         if choice == "flash":
             raise UserError(f"--system.attention flash: {reason}")
         notices.append(f"notice: Triton FlashAttention unavailable ({reason}); using torch SDPA")
     elif choice == "flash":
         raise UserError("--system.attention flash needs a CUDA device; use sdpa or naive on CPU")
     if choice == "naive":
-        return Placement(device, precision, compile_, "naive", "naive (nn_core)", notices)
-    return Placement(device, precision, compile_, "sdpa", "sdpa (torch)", notices)
+        return Placement(
+            device, precision, compile_, "naive", "naive (nn_core)", notices, compile_mode
+        )
+    return Placement(device, precision, compile_, "sdpa", "sdpa (torch)", notices, compile_mode)

@@ -205,6 +205,7 @@ def train(
         device=str(dist.device),
         precision=placement.precision,
         compile=placement.compile,
+        compile_mode=placement.compile_mode,
     )
     dtype = meta["dtype"]
     train_data = tr.open_tokens(run.train_bin, dtype)

@@ -897,6 +897,10 @@ def _scratch(size: int, alignment: int, stream: int) -> torch.Tensor:
     One buffer per stream, grown when a launch needs more: kernels on one stream run one after
     another, so each may reuse the memory of the one before, and a launch saves an allocation
     (~5 us of host time, three times per forward + backward)."""
+    if torch.cuda.is_current_stream_capturing():
+        # A CUDA graph's memory belongs to its pool: keeping it here for eager launches (on a
+        # stream that may reuse the capture stream's handle) could share it with the graph.
+        return torch.empty(max(size, 1 << 16), dtype=torch.int8, device="cuda")
     buffer = _scratch_buffers.get(stream)
     if buffer is None or buffer.numel() < size:
         buffer = torch.empty(max(size, 1 << 16), dtype=torch.int8, device="cuda")

@@ -39,6 +39,12 @@ class TrainConfig:
     device: str = "auto"  # "auto" (cuda if present), "cpu", "cuda", "cuda:1", ...
     precision: Literal["bf16", "fp16", "fp32"] = "bf16"  # fp16 adds a gradient scaler
     compile: bool = False  # torch.compile the model for the training step
+    # torch.compile's mode: "reduce-overhead" replays the compiled forward and backward as CUDA
+    # graphs (one launch each instead of one per kernel: for small models whose step is bound
+    # by the host's launches); "max-autotune" also searches matmul configs (slow to compile).
+    compile_mode: Literal[
+        "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"
+    ] = "default"
     activation_checkpointing: bool = False  # recompute each block of model.layers in backward
     data_parallel: Literal["ddp", "fsdp2"] = "ddp"  # how ranks share work under torchrun
     prefetch: bool = True  # gather the next batch on a background thread
@@ -71,6 +77,14 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.data_parallel must be 'ddp' or 'fsdp2', got {self.data_parallel!r}"
             )
+        modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+        if self.compile_mode not in modes:
+            raise ValueError(
+                f"TrainConfig.compile_mode must be one of {', '.join(modes)}, "
+                f"got {self.compile_mode!r}"
+            )
+        if self.compile_mode != "default" and not self.compile:
+            raise ValueError(f"TrainConfig.compile_mode={self.compile_mode!r} needs compile=True")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
             raise ValueError(
                 f"TrainConfig.max_grad_norm must be > 0 or None, got {self.max_grad_norm!r}"

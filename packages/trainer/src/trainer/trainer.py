@@ -180,11 +180,12 @@ class Trainer:
             if isinstance(optimizer, torch.optim.Optimizer)
             else optimizer(self.model.parameters())
         )
-        compiled = torch.compile(self.model) if config.compile else self.model
+        mode = config.compile_mode
+        compiled = torch.compile(self.model, mode=mode) if config.compile else self.model
         # The loss is compiled too (nanoGPT gets the same by computing it inside the compiled
         # forward): fused, the float32 upcast of the (B, T, V) logits and the softmax never
         # materialise, which on a small model is a quarter of the step.
-        self._loss = torch.compile(self.loss_fn) if config.compile else self.loss_fn
+        self._loss = torch.compile(self.loss_fn, mode=mode) if config.compile else self.loss_fn
         self.eval_module = compiled
         self.train_module = (
             data_parallel(compiled, dist, "ddp") if config.data_parallel == "ddp" else compiled
@@ -373,6 +374,9 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         accum = config.grad_accum_steps
         for micro in range(accum):
+            if config.compile_mode == "reduce-overhead":
+                # A new iteration: CUDA graph outputs of the last one may be overwritten.
+                torch.compiler.cudagraph_mark_step_begin()
             t0 = time.perf_counter()
             x, y = self.train_loader.next()  # (B, T), (B, T)
             self.timings["data"] += time.perf_counter() - t0
