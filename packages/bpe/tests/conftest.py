@@ -50,3 +50,18 @@ def real_tokenizer(real_text_slices, tmp_path_factory):
     directory = tmp_path_factory.mktemp("tokenizer")
     tokenizer.save(directory)
     return tokenizer, directory
+
+
+@pytest.fixture(scope="session")
+def train_tokenizer(tmp_path_factory):
+    """`train_tokenizer(corpus, vocab_size=600)`: a Tokenizer with <|endoftext|> trained (one
+    worker) on the string `corpus`, written to a file first as train_bpe reads files."""
+    from bpe import Tokenizer, train_bpe
+
+    def train(corpus: str, vocab_size: int = 600):
+        path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+        path.write_text(corpus, encoding="utf-8")
+        vocab, merges = train_bpe(path, vocab_size, ["<|endoftext|>"], num_workers=1)
+        return Tokenizer(vocab, merges, ["<|endoftext|>"])
+
+    return train

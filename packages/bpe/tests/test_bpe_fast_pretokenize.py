@@ -17,7 +17,7 @@ import pytest
 import regex
 
 import bpe.tokenizer as tokenizer_module
-from bpe import GPT2_PATTERN, Tokenizer, train_bpe
+from bpe import GPT2_PATTERN, Tokenizer
 from bpe.fast_pretokenize import _class_table, pretoken_bytes
 from bpe.key_table import LONG, MAX_BYTES, KeyTable, short_keys
 
@@ -221,14 +221,10 @@ def test_key_table_with_every_key_in_one_slot(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
+def tokenizer(train_tokenizer):
     rng = random.Random(3)
     corpus = "".join(random_text(rng, 30) + "<|endoftext|>" for _ in range(300))
-    corpus += "the cat's hat isn't the dog's. " * 100
-    path = tmp_path_factory.mktemp("fast") / "corpus.txt"
-    path.write_text(corpus, encoding="utf-8")
-    vocab, merges = train_bpe(path, 600, ["<|endoftext|>"], num_workers=1)
-    return Tokenizer(vocab, merges, ["<|endoftext|>"])
+    return train_tokenizer(corpus + "the cat's hat isn't the dog's. " * 100)
 
 
 def regex_path_encode(tokenizer: Tokenizer, text: str) -> list[int]:

@@ -63,14 +63,10 @@ def random_unicode(rng: random.Random, length: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def small_tokenizer(tmp_path_factory):
+def small_tokenizer(train_tokenizer):
     rng = random.Random(0)
     text = "".join(random_unicode(rng, 200) + "<|endoftext|>" for _ in range(200))
-    text += "the cat sat on the mat. " * 200
-    path = tmp_path_factory.mktemp("small") / "corpus.txt"
-    path.write_text(text, encoding="utf-8")
-    vocab, merges = train_bpe(path, 600, ["<|endoftext|>"], num_workers=1)
-    return Tokenizer(vocab, merges, ["<|endoftext|>"])
+    return train_tokenizer(text + "the cat sat on the mat. " * 200)
 
 
 def test_encode_matches_reference(small_tokenizer):
