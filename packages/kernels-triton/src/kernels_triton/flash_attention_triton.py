@@ -1094,7 +1094,8 @@ def flash_attention_triton_backward(
             *_strides(q4), *_strides(k4), *_strides(v4), *_strides(do4), *_strides(dk),
             *_strides(dv), *common,
         )  # fmt: skip
-        dq_args = (
+        # The dQ kernel's arguments, unless the fused strategy has no dQ kernel.
+        dq_args = None if fused_dq else (
             q4, k4, v4, do4, o4, lse, delta, dq,
             *_strides(q4), *_strides(k4), *_strides(v4), *_strides(do4), *_strides(o4),
             *_strides(dq), *common,
