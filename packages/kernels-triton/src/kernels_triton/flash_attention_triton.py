@@ -230,9 +230,11 @@ def _attn_fwd_kernel(
 
 
 @triton.jit
-def _attn_bwd_delta_kernel(
+def _attn_bwd_row_stats_kernel(
     O,
     DO,
+    LSE,
+    LSE2,
     DELTA,
     stride_ob,
     stride_oh,
@@ -244,9 +246,12 @@ def _attn_bwd_delta_kernel(
     stride_dod,
     n_heads,
     n_queries,
+    stats_stride,
     HEAD_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr,
 ):
+    """D = rowsum(dO * O) and L in log2 units (L * log2(e)) of BLOCK_M query rows, into the
+    row-statistics buffers the dK/dV kernel streams (rows stats_stride apart)."""
     bh = tl.program_id(1).to(tl.int64)
     batch, head = bh // n_heads, bh % n_heads
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -257,7 +262,9 @@ def _attn_bwd_delta_kernel(
     o = tl.load(o_ptrs + rows[:, None] * stride_ot + offs_d[None, :] * stride_od, mask=row_in)
     do = tl.load(do_ptrs + rows[:, None] * stride_dot + offs_d[None, :] * stride_dod, mask=row_in)
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)
-    tl.store(DELTA + bh * n_queries + rows, delta, mask=rows < n_queries)
+    lse = tl.load(LSE + bh * n_queries + rows, mask=rows < n_queries)
+    tl.store(DELTA + bh * stats_stride + rows, delta, mask=rows < n_queries)
+    tl.store(LSE2 + bh * stats_stride + rows, lse * 1.4426950408889634, mask=rows < n_queries)
 
 
 @triton.jit
@@ -268,8 +275,8 @@ def _attn_bwd_dkdv_query_loop(
     v,
     q_ptrs,
     do_ptrs,
-    LSE,
-    DELTA,
+    lse2_rows,
+    delta_rows,
     stride_qt,
     stride_dot,
     cols,
@@ -293,15 +300,19 @@ def _attn_bwd_dkdv_query_loop(
         start_m = tl.multiple_of(start_m, BLOCK_M)
         rows = start_m + offs_m
         row_in = rows < n_queries
-        if USE_TMA:  # descriptors: rows past the end arrive as zeros
+        # Rows past the end arrive as zeros: their q and dO rows are 0, so they add nothing to
+        # dV = P^T dO, dP^T = V dO^T is 0 there, and with D = 0 so is dS^T.
+        if USE_TMA:  # one copy-engine request per tile (pointer loads of the two row vectors
+            # cost ~250 of the loop's ~600 instructions per thread at 64 x 64 tiles)
             q = q_ptrs.load([start_m, 0])
             do = do_ptrs.load([start_m, 0])
+            lse2 = lse2_rows.load([start_m])
+            delta = delta_rows.load([start_m])
         else:
             q = tl.load(q_ptrs + start_m * stride_qt, mask=row_in[:, None], other=0.0)
             do = tl.load(do_ptrs + start_m * stride_dot, mask=row_in[:, None], other=0.0)
-        # Padding rows get L = +inf, so their recomputed probabilities are exactly 0.
-        lse2 = tl.load(LSE + rows, mask=row_in, other=float("inf")) * 1.4426950408889634
-        delta = tl.load(DELTA + rows, mask=row_in, other=0.0)
+            lse2 = tl.load(lse2_rows + rows, mask=row_in, other=0.0)
+            delta = tl.load(delta_rows + rows, mask=row_in, other=0.0)
         scores_t = (
             tl.dot(k, tl.trans(q), input_precision=DOT_PRECISION) * qk_scale
         )  # S^T, (BLOCK_N, BLOCK_M), log2 units
@@ -340,8 +351,8 @@ def _attn_bwd_dkdv_kernel(
     K,
     V,
     DO,
-    LSE,
-    DELTA,
+    LSE2,  # L * log2(e), rows stats_stride apart (written by the dQ or row-statistics kernel)
+    DELTA,  # D, laid out as LSE2
     DK,
     DV,
     DQ_ACC,  # float32 (B, H, T_q, D), zeroed; only used with FUSED_DQ
@@ -372,6 +383,7 @@ def _attn_bwd_dkdv_kernel(
     n_heads,
     n_queries,
     n_keys,
+    stats_stride,
     qk_scale,
     sm_scale,
     SHAPE_BUCKET,
@@ -401,8 +413,13 @@ def _attn_bwd_dkdv_kernel(
         Q, DO, n_queries, stride_qt, stride_dot, stride_qd, stride_dod, offs_m, offs_d,
         BLOCK_M, HEAD_DIM, USE_TMA,
     )  # fmt: skip
-    LSE += bh * n_queries
-    DELTA += bh * n_queries
+    LSE2 += bh * stats_stride
+    DELTA += bh * stats_stride
+    if USE_TMA:  # stats_stride keeps every row 16-byte aligned, as the copy engine needs
+        lse2_rows = tl.make_tensor_descriptor(LSE2, [n_queries], [1], [BLOCK_M])
+        delta_rows = tl.make_tensor_descriptor(DELTA, [n_queries], [1], [BLOCK_M])
+    else:
+        lse2_rows, delta_rows = LSE2, DELTA
     if DQ_TMA_REDUCE:
         dq_ptrs = tl.make_tensor_descriptor(
             DQ_ACC + bh * n_queries * HEAD_DIM, [n_queries, HEAD_DIM], [HEAD_DIM, 1],
@@ -418,18 +435,18 @@ def _attn_bwd_dkdv_kernel(
         # cross the diagonal (BLOCK_N is a multiple of BLOCK_M); later queries see all of them.
         band_end = tl.minimum(start_n + BLOCK_N, n_queries)
         dk, dv = _attn_bwd_dkdv_query_loop(
-            dk, dv, k, v, q_ptrs, do_ptrs, LSE, DELTA, stride_qt, stride_dot, cols, offs_m,
+            dk, dv, k, v, q_ptrs, do_ptrs, lse2_rows, delta_rows, stride_qt, stride_dot, cols, offs_m,
             start_n, band_end, n_queries, qk_scale, BLOCK_M, True,
             DOT_PRECISION, FUSED_DQ, dq_ptrs, sm_scale, HEAD_DIM, USE_TMA, DQ_TMA_REDUCE,
         )  # fmt: skip
         dk, dv = _attn_bwd_dkdv_query_loop(
-            dk, dv, k, v, q_ptrs, do_ptrs, LSE, DELTA, stride_qt, stride_dot, cols, offs_m,
+            dk, dv, k, v, q_ptrs, do_ptrs, lse2_rows, delta_rows, stride_qt, stride_dot, cols, offs_m,
             band_end, n_queries, n_queries, qk_scale, BLOCK_M, False,
             DOT_PRECISION, FUSED_DQ, dq_ptrs, sm_scale, HEAD_DIM, USE_TMA, DQ_TMA_REDUCE,
         )  # fmt: skip
     else:
         dk, dv = _attn_bwd_dkdv_query_loop(
-            dk, dv, k, v, q_ptrs, do_ptrs, LSE, DELTA, stride_qt, stride_dot, cols, offs_m,
+            dk, dv, k, v, q_ptrs, do_ptrs, lse2_rows, delta_rows, stride_qt, stride_dot, cols, offs_m,
             0, n_queries, n_queries, qk_scale, BLOCK_M, False,
             DOT_PRECISION, FUSED_DQ, dq_ptrs, sm_scale, HEAD_DIM, USE_TMA, DQ_TMA_REDUCE,
         )  # fmt: skip
@@ -511,7 +528,8 @@ def _attn_bwd_dq_kernel(
     DO,
     O,
     LSE,
-    DELTA,  # written here: D of this program's query rows
+    LSE2,  # written here: L * log2(e) of this program's query rows, for the dK/dV kernel
+    DELTA,  # written here: D of those rows
     DQ,
     stride_qb,
     stride_qh,
@@ -540,6 +558,7 @@ def _attn_bwd_dq_kernel(
     n_heads,
     n_queries,
     n_keys,
+    stats_stride,
     qk_scale,
     sm_scale,
     SHAPE_BUCKET,
@@ -573,8 +592,9 @@ def _attn_bwd_dq_kernel(
     lse2 = (
         tl.load(LSE + bh * n_queries + rows, mask=row_in, other=float("inf")) * 1.4426950408889634
     )
-    # D = rowsum(dO * O) of these rows, formed here where dO is loaded anyway, and stored for the
-    # dK/dV kernel, which runs after this one: one launch fewer than a kernel of its own.
+    # D = rowsum(dO * O) of these rows, formed here where dO is loaded anyway, and stored with L in
+    # log2 units for the dK/dV kernel, which runs after this one: one launch fewer than a kernel
+    # of its own.
     O += batch * stride_ob + head * stride_oh
     o = tl.load(
         O + rows[:, None] * stride_ot + offs_d[None, :] * stride_od,
@@ -582,7 +602,8 @@ def _attn_bwd_dq_kernel(
         other=0.0,
     )
     delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)
-    tl.store(DELTA + bh * n_queries + rows, delta, mask=row_in)
+    tl.store(DELTA + bh * stats_stride + rows, delta, mask=row_in)
+    tl.store(LSE2 + bh * stats_stride + rows, lse2, mask=row_in)
     K += batch * stride_kb + head * stride_kh
     V += batch * stride_vb + head * stride_vh
     k_ptrs, v_ptrs = _streamed_tiles(
@@ -1045,7 +1066,12 @@ def flash_attention_triton_backward(
     batch, n_heads, n_queries, head_dim = q4.shape
     n_keys = k4.shape[2]
     lse = lse.reshape(batch, n_heads, n_queries).contiguous()
-    delta = torch.empty_like(lse)
+    # Per-row L * log2(e) and D for the dK/dV kernel, each row of the (B*H, T_q) statistics
+    # padded to a multiple of 16 bytes, so that the kernel can stream them by tensor descriptor.
+    stats_stride = triton.cdiv(n_queries, 4) * 4
+    lse2, delta = torch.empty(
+        (2, batch * n_heads, stats_stride), dtype=torch.float32, device=q.device
+    )
     if grads is None:
         grads = tuple(torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v))
     for name, buffer, like in zip(("dq", "dk", "dv"), grads, (q, k, v)):
@@ -1058,6 +1084,7 @@ def flash_attention_triton_backward(
         n_heads,
         n_queries,
         n_keys,
+        stats_stride,
         sm_scale * LOG2E,
         sm_scale,
         bucket,
@@ -1078,11 +1105,11 @@ def flash_attention_triton_backward(
     def launch(fused_dq: bool) -> None:
         dq_acc = dk  # a placeholder pointer unless dQ is accumulated with atomics
         if fused_dq:  # float32 accumulator: dQ itself when it is float32, else a scratch buffer
-            # No dQ kernel to form D on the way: a kernel of its own does.
-            delta_block = 64
-            _attn_bwd_delta_kernel[(triton.cdiv(n_queries, delta_block), batch * n_heads)](
-                o4, do4, delta, *_strides(o4), *_strides(do4), n_heads, n_queries,
-                HEAD_DIM=head_dim, BLOCK_M=delta_block,
+            # No dQ kernel to form D and L * log2(e) on the way: a kernel of its own does.
+            rows_block = 64
+            _attn_bwd_row_stats_kernel[(triton.cdiv(n_queries, rows_block), batch * n_heads)](
+                o4, do4, lse, lse2, delta, *_strides(o4), *_strides(do4), n_heads, n_queries,
+                stats_stride, HEAD_DIM=head_dim, BLOCK_M=rows_block,
             )  # fmt: skip
             dq_acc = (
                 dq.zero_()
@@ -1090,13 +1117,13 @@ def flash_attention_triton_backward(
                 else torch.zeros_like(dq, dtype=torch.float32)
             )
         dkdv_args = (
-            q4, k4, v4, do4, lse, delta, dk, dv, dq_acc,
+            q4, k4, v4, do4, lse2, delta, dk, dv, dq_acc,
             *_strides(q4), *_strides(k4), *_strides(v4), *_strides(do4), *_strides(dk),
             *_strides(dv), *common,
         )  # fmt: skip
         # The dQ kernel's arguments, unless the fused strategy has no dQ kernel.
         dq_args = None if fused_dq else (
-            q4, k4, v4, do4, o4, lse, delta, dq,
+            q4, k4, v4, do4, o4, lse, lse2, delta, dq,
             *_strides(q4), *_strides(k4), *_strides(v4), *_strides(do4), *_strides(o4),
             *_strides(dq), *common,
         )  # fmt: skip
