@@ -155,6 +155,23 @@ def test_backward_strategy_is_timed_once_per_key(monkeypatch, attention_ref, rel
     assert isinstance(choice, bool)
 
 
+def test_float32_backward_autotuned_where_no_fused_tile_fits(monkeypatch, attention_ref, rel_err):
+    """float32 at head_dim 64, no config: the fused-dQ kernel has no tile that fits in shared
+    memory there (its float32 3xTF32 tiles need ~340 KB on the H100). Timing the strategies must
+    then keep the two-kernel backward, not fail."""
+    import kernels_triton.flash_attention_triton as fa
+
+    monkeypatch.setattr(fa, "FUSED_DQ", None)
+    monkeypatch.setattr(fa, "_fused_backward_faster", {})
+    q, k, v, grad_out = _inputs((1, 2, 1024, 1024, 64), torch.float32, seed=13)
+    out, lse = fa.flash_attention_triton_forward(q, k, v, True)
+    _, _, *ref_grads = attention_ref(q, k, v, grad_out, True)
+    grads = fa.flash_attention_triton_backward(q, k, v, out, lse, grad_out, True)
+    for got, want in zip(grads, ref_grads):
+        assert rel_err(got, want) < TOLERANCE[torch.float32]
+    assert len(fa._fused_backward_faster) == 1
+
+
 def test_deterministic_algorithms_rule_out_the_fused_backward(monkeypatch):
     """Under torch.use_deterministic_algorithms(True) the backward takes the two-kernel path
     even where the fused one was found faster: gradients are bitwise identical run to run."""
