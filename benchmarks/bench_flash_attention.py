@@ -11,6 +11,7 @@ back_to_back_ms), beside do_bench's per-call figure, which also counts host time
 
     python benchmarks/bench_flash_attention.py headline          # the two headline shapes + memory
     python benchmarks/bench_flash_attention.py sweep --csv PATH  # CS336 sweep (batch 1, causal)
+    python benchmarks/bench_flash_attention.py sweep --csv PATH --dtypes float32 --head-dims 128
 
 Each line printed is one JSON object with ours, each peer and the ratios peer_ms / ours_ms
 (above 1: ours is faster).
@@ -224,13 +225,19 @@ def headline(rep_ms: int) -> None:
     emit({**row, "device": device}, "flash_attention_peak_memory")
 
 
-def sweep(csv_path: str | None, rep_ms: int, budget_s: float) -> None:
+def sweep(
+    csv_path: str | None,
+    rep_ms: int,
+    budget_s: float,
+    dtypes: tuple[torch.dtype, ...] = (torch.bfloat16, torch.float32),
+    head_dims: tuple[int, ...] = (16, 32, 64, 128),
+) -> None:
     device = torch.cuda.get_device_name()
     memory_limit = 0.6 * torch.cuda.get_device_properties(0).total_memory
     start = time.time()
     rows = []
-    for dtype in (torch.bfloat16, torch.float32):
-        for dim in (16, 32, 64, 128):
+    for dtype in dtypes:
+        for dim in head_dims:
             for seq in (2**p for p in range(7, 17)):
                 if time.time() - start > budget_s:
                     emit({"stopped": "budget", "elapsed_s": round(time.time() - start)}, "sweep")
@@ -268,6 +275,10 @@ def main() -> None:
     parser.add_argument("--csv", help="sweep: write every row here (written whole, then renamed)")
     parser.add_argument("--rep-ms", type=int, default=100, help="do_bench timing window per case")
     parser.add_argument("--budget-s", type=float, default=480, help="sweep: stop starting cases")
+    parser.add_argument(
+        "--dtypes", default="bfloat16,float32", help="sweep: comma-separated, of bfloat16,float32"
+    )
+    parser.add_argument("--head-dims", default="16,32,64,128", help="sweep: comma-separated")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("this benchmark needs a CUDA GPU")
@@ -276,7 +287,16 @@ def main() -> None:
     if args.mode == "headline":
         headline(args.rep_ms)
     else:
-        sweep(args.csv, args.rep_ms, args.budget_s)
+        dtypes = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+        chosen = args.dtypes.split(",")
+        unknown = [name for name in chosen if name not in dtypes]
+        if unknown:
+            parser.error(f"--dtypes: unknown {unknown}; choose from {sorted(dtypes)}")
+        try:
+            head_dims = tuple(int(d) for d in args.head_dims.split(","))
+        except ValueError:
+            parser.error(f"--head-dims: comma-separated integers, got {args.head_dims!r}")
+        sweep(args.csv, args.rep_ms, args.budget_s, tuple(dtypes[n] for n in chosen), head_dims)
 
 
 if __name__ == "__main__":
