@@ -1,0 +1,163 @@
+"""Instruction mix of the attention kernels' loops, compiled for the H100 (sm_90) on any machine.
+
+Triton's wheel ships ptxas and nvdisasm, so the kernels compile to SASS without a GPU. For each
+kernel (forward, dK/dV, dQ) at one head_dim and tile, this prints one JSON line per loop of the
+SASS that issues tensor-core instructions: the instructions one thread issues per iteration and
+how many of each kind (HGMMA: tensor core; MUFU.EX2: exp2; F2FP: float32 -> 16-bit packs;
+LDGSTS: per-element asynchronous copies; U*: the uniform datapath's loop bookkeeping). This is
+how the fifth session found that masked pointer loads of L and D took ~250 of the dK/dV loop's
+~600 instructions per thread.
+
+    python benchmarks/flash_attention_sass.py                      # D64 at the headline's tiles
+    python benchmarks/flash_attention_sass.py --head-dim 128 --dkdv-tile 64,64,4,2
+    git show REV:packages/kernels-triton/src/kernels_triton/flash_attention_triton.py > /tmp/a.py
+    python benchmarks/flash_attention_sass.py --module /tmp/a.py   # an older version beside
+
+Counts are static (a loop's body as compiled, masked band loops included) and the runtime's
+specialisations (16-byte divisibility of pointers and strides) are not applied, so treat them as
+the shape of the work, not exact runtime figures; the register count is ptxas's for this build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+POINTERS_FP32 = {"LSE", "LSE2", "DELTA", "DQ_ACC"}
+POINTERS_INPUT = {"Q", "K", "V", "O", "DO", "DQ", "DK", "DV"}
+FLOATS = {"qk_scale", "sm_scale"}
+KERNELS = {"fwd": "_attn_fwd_kernel", "dkdv": "_attn_bwd_dkdv_kernel", "dq": "_attn_bwd_dq_kernel"}
+# SASS kinds reported whole (the rest by their first word: FFMA, IMAD, ...)
+WHOLE = ("HGMMA", "MUFU", "F2FP")
+BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+
+
+def load_module(path: str | None):
+    if path is None:
+        import kernels_triton.flash_attention_triton as module
+
+        return module
+    spec = importlib.util.spec_from_file_location("flash_attention_under_study", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
+    spec.loader.exec_module(module)
+    return module
+
+
+def compile_sass(kernel, head_dim: int, tile: tuple[int, int, int, int]) -> tuple[str, int | None]:
+    """SASS text and ptxas's register count of `kernel` compiled for sm_90 with bf16 inputs,
+    causal, tensor descriptors on (for L and D too, as from 2,048 queries), unit head_dim strides
+    (as the launchers specialise them)."""
+    block_m, block_n, num_warps, num_stages = tile
+    constants = dict(
+        HEAD_DIM=head_dim,
+        CAUSAL=True,
+        BLOCK_M=block_m,
+        BLOCK_N=block_n,
+        DOT_PRECISION="tf32",
+        USE_TMA=True,
+        FUSED_DQ=False,
+        DQ_TMA_REDUCE=False,
+        STATS_TMA=True,
+    )
+    signature, chosen = {}, {}
+    for name in kernel.arg_names:
+        if name in constants:
+            chosen[name] = constants[name]
+        elif name.startswith("stride_") and name.endswith("d"):
+            chosen[name] = 1  # unit stride along head_dim
+        elif name in POINTERS_FP32:
+            signature[name] = "*fp32"
+        elif name in POINTERS_INPUT:
+            signature[name] = "*bf16"
+        elif name in FLOATS:
+            signature[name] = "fp32"
+        else:
+            signature[name] = "i32"
+    signature.update(dict.fromkeys(chosen, "constexpr"))
+    compiled = triton.compile(
+        ASTSource(kernel, signature, chosen),
+        target=GPUTarget("cuda", 90, 32),
+        options=dict(num_warps=num_warps, num_stages=num_stages),
+    )
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
+        cubin.write(compiled.asm["cubin"])
+        cubin.flush()
+        sass = subprocess.run(
+            [BIN / "nvdisasm", "-c", cubin.name], capture_output=True, text=True, check=True
+        ).stdout
+        usage = subprocess.run(
+            [BIN / "cuobjdump", "--dump-resource-usage", cubin.name],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    registers = re.search(r"REG:(\d+)", usage)
+    return sass, int(registers.group(1)) if registers else None
+
+
+def loop_mixes(sass: str) -> list[dict]:
+    """Per loop whose body issues HGMMA: its size and mix. A loop is a label that a later,
+    predicated branch jumps back to (the unconditional branches back are returns from the
+    out-of-line spin-waits at a kernel's end, not loops)."""
+    lines = sass.splitlines()
+    labels = {}
+    for i, line in enumerate(lines):
+        if label := re.match(r"^(\.L_x_\d+):", line):
+            labels[label.group(1)] = i
+    mixes = []
+    for end, line in enumerate(lines):
+        back = re.search(r"@!?U?P\w+\s+BRA `\((\.L_x_\d+)\)", line)
+        start = labels.get(back.group(1)) if back else None
+        if start is None or start >= end:
+            continue
+        kinds = collections.Counter()
+        for body_line in lines[start : end + 1]:
+            op = re.match(r"\s+/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]+)", body_line)
+            if op:
+                name = op.group(1)
+                kinds[name if name.startswith(WHOLE) else name.split(".")[0]] += 1
+        if any(kind.startswith("HGMMA") for kind in kinds):
+            mixes.append({"instructions": sum(kinds.values()), "mix": dict(kinds.most_common())})
+    return mixes
+
+
+def parse_tile(text: str) -> tuple[int, int, int, int]:
+    parts = tuple(int(p) for p in text.split(","))
+    if len(parts) != 4:
+        raise argparse.ArgumentTypeError(f"tile is BLOCK_M,BLOCK_N,warps,stages, got {text!r}")
+    return parts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--module", help="a flash_attention_triton.py to study (default: ours)")
+    parser.add_argument("--head-dim", type=int, default=64)
+    parser.add_argument("--fwd-tile", type=parse_tile, default=(128, 64, 8, 3))
+    parser.add_argument("--dkdv-tile", type=parse_tile, default=(64, 64, 4, 3))
+    parser.add_argument("--dq-tile", type=parse_tile, default=(128, 64, 8, 3))
+    args = parser.parse_args()
+    module = load_module(args.module)
+    tiles = {"fwd": args.fwd_tile, "dkdv": args.dkdv_tile, "dq": args.dq_tile}
+    for which, name in KERNELS.items():
+        sass, registers = compile_sass(getattr(module, name), args.head_dim, tiles[which])
+        for number, mix in enumerate(loop_mixes(sass)):
+            row = {"kernel": which, "head_dim": args.head_dim, "tile": list(tiles[which])}
+            row.update(registers=registers, loop=number, **mix)
+            row["module"] = args.module or "kernels_triton.flash_attention_triton"
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
