@@ -154,6 +154,10 @@ def place(
         torch.backends.cudnn.allow_tf32 = True
 
     notices: list[str] = []
+
+    def placed(attention: str | Callable, name: str) -> Placement:
+        return Placement(device, precision, compile_, attention, name, notices, compile_mode)
+
     choice = system.attention
     if choice in ("auto", "flash") and cuda:
         fn, reason = _flash_attention_or_reason(head_dim, device)
@@ -172,21 +176,15 @@ def place(
                 timing += ", replayed as CUDA graphs"
             if theirs < ours:
                 notices.append(f"notice: attention auto -> torch SDPA (Triton kernel {timing})")
-                return Placement(
-                    device, precision, compile_, "sdpa", "sdpa (torch)", notices, compile_mode
-                )
+                return placed("sdpa", "sdpa (torch)")
             notices.append(f"notice: attention auto -> Triton FlashAttention ({timing})")
         if fn is not None:
-            return Placement(
-                device, precision, compile_, fn, "flash (Triton)", notices, compile_mode
-            )
+            return placed(fn, "flash (Triton)")
         if choice == "flash":
             raise UserError(f"--system.attention flash: {reason}")
         notices.append(f"notice: Triton FlashAttention unavailable ({reason}); using torch SDPA")
     elif choice == "flash":
         raise UserError("--system.attention flash needs a CUDA device; use sdpa or naive on CPU")
     if choice == "naive":
-        return Placement(
-            device, precision, compile_, "naive", "naive (nn_core)", notices, compile_mode
-        )
-    return Placement(device, precision, compile_, "sdpa", "sdpa (torch)", notices, compile_mode)
+        return placed("naive", "naive (nn_core)")
+    return placed("sdpa", "sdpa (torch)")

@@ -233,6 +233,14 @@ def _attn_fwd_kernel(
 
 
 @triton.jit
+def _store_row_stats(LSE2, DELTA, bh, stats_stride, rows, lse2, delta, row_in):
+    """Write L in log2 units and D of `rows` into the (B*H, stats_stride) row statistics that the
+    dK/dV kernel streams (its one reader)."""
+    tl.store(LSE2 + bh * stats_stride + rows, lse2, mask=row_in)
+    tl.store(DELTA + bh * stats_stride + rows, delta, mask=row_in)
+
+
+@triton.jit
 def _attn_bwd_row_stats_kernel(
     O,
     DO,
@@ -266,8 +274,8 @@ def _attn_bwd_row_stats_kernel(
     do = tl.load(do_ptrs + rows[:, None] * stride_dot + offs_d[None, :] * stride_dod, mask=row_in)
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)
     lse = tl.load(LSE + bh * n_queries + rows, mask=rows < n_queries)
-    tl.store(DELTA + bh * stats_stride + rows, delta, mask=rows < n_queries)
-    tl.store(LSE2 + bh * stats_stride + rows, lse * 1.4426950408889634, mask=rows < n_queries)
+    lse2 = lse * 1.4426950408889634
+    _store_row_stats(LSE2, DELTA, bh, stats_stride, rows, lse2, delta, rows < n_queries)
 
 
 @triton.jit
@@ -612,8 +620,7 @@ def _attn_bwd_dq_kernel(
         other=0.0,
     )
     delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)
-    tl.store(DELTA + bh * stats_stride + rows, delta, mask=row_in)
-    tl.store(LSE2 + bh * stats_stride + rows, lse2, mask=row_in)
+    _store_row_stats(LSE2, DELTA, bh, stats_stride, rows, lse2, delta, row_in)
     K += batch * stride_kb + head * stride_kh
     V += batch * stride_vb + head * stride_vh
     k_ptrs, v_ptrs = _streamed_tiles(
@@ -787,9 +794,10 @@ def _prune(configs, named_args, **kwargs):
 # - True, fused dQ: the dK/dV kernel also forms dS K and adds it into a float32 dQ (five
 #   products); the additions land in a varying order, so the last bits vary from run to run.
 # - None: time both on the first call per autotuning key and keep the faster. On the H100 the
-#   fused one is 3-9% faster from 8K tokens at head_dim <= 64, and 10-30% slower at head_dim 128
-#   or up to 2K tokens. As for PyTorch's own attention backward, torch.use_deterministic_algorithms
-#   (True) rules the fused one out.
+#   two kernels win at 16K tokens and head_dim 64 since L and D come by descriptor (3.51 vs
+#   3.75 ms), at head_dim 128 and up to 2K tokens; the fused one won at 8K D32/D16 in the fourth
+#   session. As for PyTorch's own attention backward, torch.use_deterministic_algorithms(True)
+#   rules the fused one out.
 FUSED_DQ: bool | None = None
 
 _TUNE_KEY = ["HEAD_DIM", "CAUSAL", "SHAPE_BUCKET"]  # the autotuner adds the tensors' dtypes
