@@ -34,7 +34,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-POINTERS_FP32 = {"LSE", "LSE2", "DELTA", "DQ_ACC"}
+POINTERS_FP32 = {"LSE", "LSE2", "DELTA", "DQ_ACC", "STATS"}
 POINTERS_INPUT = {"Q", "K", "V", "O", "DO", "DQ", "DK", "DV"}
 FLOATS = {"qk_scale", "sm_scale"}
 KERNELS = {"fwd": "_attn_fwd_kernel", "dkdv": "_attn_bwd_dkdv_kernel", "dq": "_attn_bwd_dq_kernel"}
@@ -55,6 +55,71 @@ def load_module(path: str | None):
     return module
 
 
+def _signature(kernel, constants: dict) -> tuple[dict, dict]:
+    """Triton signature types for the kernel's arguments (constants taken as given), plus the
+    constexprs: unit head_dim strides (as the launchers specialise them)."""
+    signature, chosen = {}, {}
+    for name in kernel.arg_names:
+        if name in constants:
+            chosen[name] = constants[name]
+        elif name.startswith("stride_") and name.endswith("d"):
+            chosen[name] = 1  # unit stride along head_dim
+        elif name in POINTERS_FP32:
+            signature[name] = "*fp32"
+        elif name in POINTERS_INPUT:
+            signature[name] = "*bf16"
+        elif name in FLOATS:
+            signature[name] = "fp32"
+        else:
+            signature[name] = "i32"
+    signature.update(dict.fromkeys(chosen, "constexpr"))
+    return signature, chosen
+
+
+def _sass_of(compiled) -> tuple[str, int | None]:
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
+        cubin.write(compiled.asm["cubin"])
+        cubin.flush()
+        sass = subprocess.run(
+            [BIN / "nvdisasm", "-c", cubin.name], capture_output=True, text=True, check=True
+        ).stdout
+        usage = subprocess.run(
+            [BIN / "cuobjdump", "--dump-resource-usage", cubin.name],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    registers = re.search(r"REG:(\d+)", usage)
+    return sass, int(registers.group(1)) if registers else None
+
+
+def compile_gluon_sass(head_dim: int, tile: tuple[int, int, int, int]) -> tuple[str, int | None]:
+    """SASS of the Gluon dK/dV kernel (flash_attention_gluon.py) for sm_90, bf16, causal."""
+    import torch
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    from kernels_triton import flash_attention_gluon as gluon_module
+
+    block_m, block_n, num_warps, num_stages = tile
+    kernel = gluon_module._attn_bwd_dkdv_gluon_kernel
+    constants = dict(
+        HEAD_DIM=head_dim,
+        CAUSAL=True,
+        BLOCK_M=block_m,
+        BLOCK_N=block_n,
+        NUM_STAGES=num_stages,
+        num_warps=num_warps,
+        **gluon_module.gluon_layouts(head_dim, torch.bfloat16, block_m, block_n, num_warps),
+    )
+    signature, chosen = _signature(kernel, constants)
+    compiled = triton.compile(
+        GluonASTSource(kernel, signature, chosen),
+        target=GPUTarget("cuda", 90, 32),
+        options=dict(num_warps=num_warps, num_stages=num_stages),
+    )
+    return _sass_of(compiled)
+
+
 def compile_sass(kernel, head_dim: int, tile: tuple[int, int, int, int]) -> tuple[str, int | None]:
     """SASS text and ptxas's register count of `kernel` compiled for sm_90 with bf16 inputs,
     causal, tensor descriptors on (for L and D too, as from 2,048 queries), unit head_dim strides
@@ -71,40 +136,13 @@ def compile_sass(kernel, head_dim: int, tile: tuple[int, int, int, int]) -> tupl
         DQ_TMA_REDUCE=False,
         STATS_TMA=True,
     )
-    signature, chosen = {}, {}
-    for name in kernel.arg_names:
-        if name in constants:
-            chosen[name] = constants[name]
-        elif name.startswith("stride_") and name.endswith("d"):
-            chosen[name] = 1  # unit stride along head_dim
-        elif name in POINTERS_FP32:
-            signature[name] = "*fp32"
-        elif name in POINTERS_INPUT:
-            signature[name] = "*bf16"
-        elif name in FLOATS:
-            signature[name] = "fp32"
-        else:
-            signature[name] = "i32"
-    signature.update(dict.fromkeys(chosen, "constexpr"))
+    signature, chosen = _signature(kernel, constants)
     compiled = triton.compile(
         ASTSource(kernel, signature, chosen),
         target=GPUTarget("cuda", 90, 32),
         options=dict(num_warps=num_warps, num_stages=num_stages),
     )
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
-        cubin.write(compiled.asm["cubin"])
-        cubin.flush()
-        sass = subprocess.run(
-            [BIN / "nvdisasm", "-c", cubin.name], capture_output=True, text=True, check=True
-        ).stdout
-        usage = subprocess.run(
-            [BIN / "cuobjdump", "--dump-resource-usage", cubin.name],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    registers = re.search(r"REG:(\d+)", usage)
-    return sass, int(registers.group(1)) if registers else None
+    return _sass_of(compiled)
 
 
 def loop_mixes(sass: str) -> list[dict]:
@@ -123,13 +161,22 @@ def loop_mixes(sass: str) -> list[dict]:
         if start is None or start >= end:
             continue
         kinds = collections.Counter()
+        waits = []  # the tensor-core waits in issue order: how many products each leaves running
         for body_line in lines[start : end + 1]:
+            if wait := re.search(r"WARPGROUP\.DEPBAR\.LE gsb0, (0x[0-9a-f]+)", body_line):
+                waits.append(int(wait.group(1), 16))
             op = re.match(r"\s+/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]+)", body_line)
             if op:
                 name = op.group(1)
                 kinds[name if name.startswith(WHOLE) else name.split(".")[0]] += 1
         if any(kind.startswith("HGMMA") for kind in kinds):
-            mixes.append({"instructions": sum(kinds.values()), "mix": dict(kinds.most_common())})
+            mixes.append(
+                {
+                    "instructions": sum(kinds.values()),
+                    "waits_leave_running": waits,
+                    "mix": dict(kinds.most_common()),
+                }
+            )
     return mixes
 
 
@@ -147,11 +194,22 @@ def main() -> None:
     parser.add_argument("--fwd-tile", type=parse_tile, default=(128, 64, 8, 3))
     parser.add_argument("--dkdv-tile", type=parse_tile, default=(64, 64, 4, 3))
     parser.add_argument("--dq-tile", type=parse_tile, default=(128, 64, 8, 3))
+    parser.add_argument("--gluon-dkdv-tile", type=parse_tile, default=(64, 64, 4, 3))
     args = parser.parse_args()
     module = load_module(args.module)
-    tiles = {"fwd": args.fwd_tile, "dkdv": args.dkdv_tile, "dq": args.dq_tile}
-    for which, name in KERNELS.items():
-        sass, registers = compile_sass(getattr(module, name), args.head_dim, tiles[which])
+    tiles = {
+        "fwd": args.fwd_tile,
+        "dkdv": args.dkdv_tile,
+        "dq": args.dq_tile,
+        "dkdv_gluon": args.gluon_dkdv_tile,
+    }
+    for which in tiles:
+        if which == "dkdv_gluon":
+            sass, registers = compile_gluon_sass(args.head_dim, tiles[which])
+        else:
+            sass, registers = compile_sass(
+                getattr(module, KERNELS[which]), args.head_dim, tiles[which]
+            )
         for number, mix in enumerate(loop_mixes(sass)):
             row = {"kernel": which, "head_dim": args.head_dim, "tile": list(tiles[which])}
             row.update(registers=registers, loop=number, **mix)

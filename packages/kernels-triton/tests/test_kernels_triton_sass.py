@@ -15,11 +15,11 @@ TOOL = Path(__file__).resolve().parents[3] / "benchmarks" / "flash_attention_sas
 NVDISASM = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "nvdisasm"
 
 
-@pytest.mark.skipif(not NVDISASM.exists(), reason="this Triton wheel ships no nvdisasm")
-def test_dkdv_loops_stream_row_statistics_without_per_element_copies():
-    """With L and D by tensor descriptor the dK/dV loops issue no per-element asynchronous copy
-    (LDGSTS), and the unmasked loop stays well under the 602 instructions per thread it took at
-    64 x 64 tiles with masked pointer loads (323 since)."""
+@pytest.fixture(scope="module")
+def loops():
+    """One JSON line per loop of each kernel, as the tool prints them (one compile of all)."""
+    if not NVDISASM.exists():
+        pytest.skip("this Triton wheel ships no nvdisasm")
     run = subprocess.run(
         [sys.executable, str(TOOL)],
         capture_output=True,
@@ -28,11 +28,32 @@ def test_dkdv_loops_stream_row_statistics_without_per_element_copies():
         timeout=600,
     )
     assert run.returncode == 0, run.stderr[-2000:]
-    loops = [json.loads(line) for line in run.stdout.splitlines()]
+    return [json.loads(line) for line in run.stdout.splitlines()]
+
+
+def test_dkdv_loops_stream_row_statistics_without_per_element_copies(loops):
+    """With L and D by tensor descriptor the dK/dV loops issue no per-element asynchronous copy
+    (LDGSTS), and the unmasked loop stays well under the 602 instructions per thread it took at
+    64 x 64 tiles with masked pointer loads (323 since)."""
     dkdv = [loop for loop in loops if loop["kernel"] == "dkdv"]
     assert len(dkdv) == 2, dkdv  # the diagonal band's masked loop, then the unmasked one
     for loop in dkdv:
         assert "LDGSTS" not in loop["mix"], loop
         assert loop["mix"]["MUFU.EX2"] == 32  # one exp2 per score: 64 x 64 over 128 threads
     assert dkdv[1]["instructions"] < 400, dkdv[1]
-    assert {loop["kernel"] for loop in loops} == {"fwd", "dkdv", "dq"}
+    assert {loop["kernel"] for loop in loops} == {"fwd", "dkdv", "dq", "dkdv_gluon"}
+    # Triton waits for each product it issues before the next step (every wait leaves none
+    # running), which is what the Gluon kernel exists to avoid.
+    assert all(set(loop["waits_leave_running"]) == {0} for loop in dkdv), dkdv
+
+
+def test_gluon_dkdv_loop_overlaps_exp2_with_the_next_product(loops):
+    """The Gluon dK/dV kernel's one loop: four products of 64 x 64 x 64 (16 HGMMA of k = 16),
+    one exp2 per score, and both waits leave one product running (dP^T during the exp2s, dV
+    during dS^T), so the tensor cores and the exp units work at once."""
+    gluon = [loop for loop in loops if loop["kernel"] == "dkdv_gluon"]
+    assert len(gluon) == 1, gluon
+    loop = gluon[0]
+    assert loop["waits_leave_running"] == [1, 1], loop
+    assert loop["mix"]["HGMMA.64"] == 16 and loop["mix"]["MUFU.EX2"] == 32, loop
+    assert "LDGSTS" not in loop["mix"], loop

@@ -1,0 +1,296 @@
+"""The dK/dV kernel of the FlashAttention-2 backward in Gluon, for Hopper (sm_90).
+
+Why a second language for one kernel: in the Triton kernel each iteration of the query loop runs
+its four matrix products and the softmax work one after the other. Triton waits for every
+product that is not a loop-carried accumulator right after issuing it, so the exp2s never run
+while the tensor cores work; only a second program on the same SM fills those gaps. Gluon (the
+lower-level dialect shipped with Triton) lets the kernel say which product it waits for, which is
+what FlashAttention-3 does on Hopper inside one warpgroup:
+
+    issue S^T  = K Q^T                       (tensor cores)
+    issue dP^T = V dO^T                      (tensor cores, queued behind S^T)
+    wait for S^T only -> P^T = exp2(S^T - L)  (exp units, while dP^T is computed)
+    issue dV  += P^T dO
+    wait for dP^T only -> dS^T = P^T (dP^T - D)  (while dV is accumulated)
+    issue dK  += dS^T Q                      (left running into the next iteration)
+
+Q, dO and the row statistics (L in log2 units and D, written by the dQ kernel) arrive through a
+ring of NUM_STAGES shared-memory buffers filled by the copy engine (TMA) with one mbarrier per
+buffer. A buffer is refilled once the products that read it have retired, which the in-order
+completion of warpgroup products tells: after the first wait of iteration i, everything issued
+in iteration i - 1 is done.
+
+Inputs are 16-bit (bf16 or fp16) with unit stride along head_dim and 16-byte aligned rows, as the
+copy engine needs; the launcher in flash_attention_triton.py falls back to the Triton kernel for
+everything else. The mathematics is the Triton kernel's, including the causal diagonal band
+(masked) and the zero rows the copy engine returns past the end of the sequence.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import (
+    mbarrier,
+    tma,
+    warpgroup_mma,
+    warpgroup_mma_init,
+    warpgroup_mma_wait,
+)
+
+
+@gluon.jit
+def _issue_query_tile(
+    q_desc,
+    do_desc,
+    stats_desc,
+    q_smem,
+    do_smem,
+    lse_smem,
+    delta_smem,
+    ready,
+    j,
+    n_iters,
+    query_lo,
+    bh,
+    n_bh,
+    BLOCK_M: gl.constexpr,
+    NUM_STAGES: gl.constexpr,
+    TILE_BYTES: gl.constexpr,
+):
+    """Start the copies of query tile j of this program's loop (Q, dO, L, D) into buffer
+    j % NUM_STAGES; nothing when j is past the loop."""
+    stage = j % NUM_STAGES
+    start_m = query_lo + j * BLOCK_M
+    valid = j < n_iters
+    bar = ready.index(stage)
+    mbarrier.expect(bar, TILE_BYTES, pred=valid)
+    tma.async_copy_global_to_shared(q_desc, [start_m, 0], bar, q_smem.index(stage), pred=valid)
+    tma.async_copy_global_to_shared(do_desc, [start_m, 0], bar, do_smem.index(stage), pred=valid)
+    tma.async_copy_global_to_shared(stats_desc, [bh, start_m], bar, lse_smem.index(stage), valid)
+    tma.async_copy_global_to_shared(
+        stats_desc, [n_bh + bh, start_m], bar, delta_smem.index(stage), pred=valid
+    )
+
+
+@gluon.jit
+def _attn_bwd_dkdv_gluon_kernel(
+    Q,
+    K,
+    V,
+    DO,
+    STATS,  # float32 (2, B*H, stats_stride): L * log2(e) rows, then D rows
+    DK,
+    DV,
+    stride_qb,
+    stride_qh,
+    stride_qt,
+    stride_kb,
+    stride_kh,
+    stride_kt,
+    stride_vb,
+    stride_vh,
+    stride_vt,
+    stride_dob,
+    stride_doh,
+    stride_dot,
+    stride_dkb,
+    stride_dkh,
+    stride_dkt,
+    stride_dvb,
+    stride_dvh,
+    stride_dvt,
+    n_heads,
+    n_bh,
+    n_queries,
+    n_keys,
+    stats_stride,
+    qk_scale,
+    sm_scale,
+    HEAD_DIM: gl.constexpr,
+    CAUSAL: gl.constexpr,
+    BLOCK_M: gl.constexpr,
+    BLOCK_N: gl.constexpr,
+    NUM_STAGES: gl.constexpr,
+    QUERY_TILE_LAYOUT: gl.constexpr,  # shared: (BLOCK_M, HEAD_DIM) tiles of Q and dO
+    KEY_TILE_LAYOUT: gl.constexpr,  # shared: (BLOCK_N, HEAD_DIM) tiles of K and V
+    STATS_LAYOUT: gl.constexpr,  # shared: (1, BLOCK_M) float32 rows of L and D
+    SCORES_LAYOUT: gl.constexpr,  # registers: (BLOCK_N, BLOCK_M) products S^T and dP^T
+    GRAD_LAYOUT: gl.constexpr,  # registers: (BLOCK_N, HEAD_DIM) accumulators dK and dV
+    num_warps: gl.constexpr,
+):
+    dtype: gl.constexpr = Q.dtype.element_ty
+    bh = gl.program_id(1)
+    batch = bh // n_heads
+    head = bh % n_heads
+    start_n = gl.program_id(0) * BLOCK_N  # causal: low key tiles have the most queries, go first
+
+    # Per-(batch, head) descriptors: the copy engine fills rows past the end with zeros.
+    q_desc = tma.make_tensor_descriptor(
+        Q + batch * stride_qb + head * stride_qh, [n_queries, HEAD_DIM], [stride_qt, 1],
+        [BLOCK_M, HEAD_DIM], QUERY_TILE_LAYOUT,
+    )  # fmt: skip
+    do_desc = tma.make_tensor_descriptor(
+        DO + batch * stride_dob + head * stride_doh, [n_queries, HEAD_DIM], [stride_dot, 1],
+        [BLOCK_M, HEAD_DIM], QUERY_TILE_LAYOUT,
+    )  # fmt: skip
+    k_desc = tma.make_tensor_descriptor(
+        K + batch * stride_kb + head * stride_kh, [n_keys, HEAD_DIM], [stride_kt, 1],
+        [BLOCK_N, HEAD_DIM], KEY_TILE_LAYOUT,
+    )  # fmt: skip
+    v_desc = tma.make_tensor_descriptor(
+        V + batch * stride_vb + head * stride_vh, [n_keys, HEAD_DIM], [stride_vt, 1],
+        [BLOCK_N, HEAD_DIM], KEY_TILE_LAYOUT,
+    )  # fmt: skip
+    stats_desc = tma.make_tensor_descriptor(
+        STATS, [2 * n_bh, n_queries], [stats_stride, 1], [1, BLOCK_M], STATS_LAYOUT
+    )
+
+    k_smem = gl.allocate_shared_memory(dtype, [BLOCK_N, HEAD_DIM], KEY_TILE_LAYOUT)
+    v_smem = gl.allocate_shared_memory(dtype, [BLOCK_N, HEAD_DIM], KEY_TILE_LAYOUT)
+    q_smem = gl.allocate_shared_memory(dtype, [NUM_STAGES, BLOCK_M, HEAD_DIM], QUERY_TILE_LAYOUT)
+    do_smem = gl.allocate_shared_memory(dtype, [NUM_STAGES, BLOCK_M, HEAD_DIM], QUERY_TILE_LAYOUT)
+    lse_smem = gl.allocate_shared_memory(gl.float32, [NUM_STAGES, 1, BLOCK_M], STATS_LAYOUT)
+    delta_smem = gl.allocate_shared_memory(gl.float32, [NUM_STAGES, 1, BLOCK_M], STATS_LAYOUT)
+    ready = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
+    keys_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    for buffer in gl.static_range(NUM_STAGES):
+        mbarrier.init(ready.index(buffer), count=1)
+    mbarrier.init(keys_ready, count=1)
+
+    # Queries before start_n see none of these keys (causal); the loop runs over the rest.
+    query_lo = start_n if CAUSAL else 0
+    n_iters = gl.cdiv(n_queries - query_lo, BLOCK_M)
+    TILE_BYTES: gl.constexpr = 2 * BLOCK_M * HEAD_DIM * dtype.primitive_bitwidth // 8 + 8 * BLOCK_M
+
+    mbarrier.expect(keys_ready, 2 * BLOCK_N * HEAD_DIM * dtype.primitive_bitwidth // 8)
+    tma.async_copy_global_to_shared(k_desc, [start_n, 0], keys_ready, k_smem)
+    tma.async_copy_global_to_shared(v_desc, [start_n, 0], keys_ready, v_smem)
+    for j in gl.static_range(NUM_STAGES - 1):
+        _issue_query_tile(
+            q_desc, do_desc, stats_desc, q_smem, do_smem, lse_smem, delta_smem, ready, j,
+            n_iters, query_lo, bh, n_bh, BLOCK_M, NUM_STAGES, TILE_BYTES,
+        )  # fmt: skip
+
+    query_cols_layout: gl.constexpr = gl.SliceLayout(0, SCORES_LAYOUT)  # one value per query
+    key_rows_layout: gl.constexpr = gl.SliceLayout(1, SCORES_LAYOUT)  # one value per key
+    # P^T and dS^T as the register (A) operand of the dV and dK products
+    operand_layout: gl.constexpr = gl.DotOperandLayout(
+        operand_index=0, parent=GRAD_LAYOUT, k_width=2
+    )
+    offs_m = gl.arange(0, BLOCK_M, layout=query_cols_layout)
+    cols = start_n + gl.arange(0, BLOCK_N, layout=key_rows_layout)
+    # Loop-carried as in-flight accumulators: the products that update them run on into the
+    # next iteration.
+    dk = warpgroup_mma_init(gl.zeros([BLOCK_N, HEAD_DIM], gl.float32, GRAD_LAYOUT))
+    dv = warpgroup_mma_init(gl.zeros([BLOCK_N, HEAD_DIM], gl.float32, GRAD_LAYOUT))
+    scores_init = gl.zeros([BLOCK_N, BLOCK_M], gl.float32, SCORES_LAYOUT)  # ignored: use_acc=False
+    mbarrier.wait(keys_ready, 0)
+
+    for i in range(n_iters):
+        stage = i % NUM_STAGES
+        start_m = query_lo + i * BLOCK_M
+        mbarrier.wait(ready.index(stage), (i // NUM_STAGES) & 1)
+        q_tile = q_smem.index(stage)
+        do_tile = do_smem.index(stage)
+        scores_t = warpgroup_mma(
+            k_smem, q_tile.permute((1, 0)), scores_init, use_acc=False, is_async=True
+        )  # S^T = K Q^T, (BLOCK_N, BLOCK_M)
+        dprobs_t = warpgroup_mma(
+            v_smem, do_tile.permute((1, 0)), scores_init, use_acc=False, is_async=True
+        )  # dP^T = V dO^T
+        # Products retire in issue order: this waits for iteration i - 1's dV and dK and for
+        # S^T, and leaves dP^T running.
+        scores_t, dk, dv = warpgroup_mma_wait(num_outstanding=1, deps=(scores_t, dk, dv))
+        # So buffer (i - 1) % NUM_STAGES is free: refill it with tile i + NUM_STAGES - 1.
+        _issue_query_tile(
+            q_desc, do_desc, stats_desc, q_smem, do_smem, lse_smem, delta_smem, ready,
+            i + NUM_STAGES - 1, n_iters, query_lo, bh, n_bh, BLOCK_M, NUM_STAGES, TILE_BYTES,
+        )  # fmt: skip
+
+        lse2 = lse_smem.index(stage).load(SCORES_LAYOUT)  # (1, BLOCK_M), broadcast over keys
+        probs_t = gl.exp2(scores_t * qk_scale - lse2)  # P^T recomputed from L
+        if CAUSAL:  # noqa: SIM102 (a compile-time branch around a run-time one)
+            if start_m < start_n + BLOCK_N:  # diagonal band: query i sees key j only if j <= i
+                rows = start_m + offs_m
+                visible = gl.expand_dims(rows, 0) >= gl.expand_dims(cols, 1)
+                probs_t = gl.where(visible, probs_t, 0.0)
+        probs_op = gl.convert_layout(probs_t.to(dtype), operand_layout)
+        dv = warpgroup_mma(probs_op, do_tile, dv, is_async=True)  # dV += P^T dO
+        dprobs_t = warpgroup_mma_wait(num_outstanding=1, deps=(dprobs_t,))
+        delta = delta_smem.index(stage).load(SCORES_LAYOUT)
+        dscores_t = probs_t * (dprobs_t - delta)  # dS^T = P^T (dP^T - D)
+        dscores_op = gl.convert_layout(dscores_t.to(dtype), operand_layout)
+        dk = warpgroup_mma(dscores_op, q_tile, dk, is_async=True)  # dK += dS^T Q
+
+    dk, dv = warpgroup_mma_wait(num_outstanding=0, deps=(dk, dv))
+    for buffer in gl.static_range(NUM_STAGES):
+        mbarrier.invalidate(ready.index(buffer))
+    mbarrier.invalidate(keys_ready)
+
+    dk = dk * sm_scale  # dK = dS^T Q / sqrt(d)
+    grad_rows = start_n + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, GRAD_LAYOUT))
+    grad_cols = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, GRAD_LAYOUT))
+    in_range = gl.expand_dims(grad_rows < n_keys, 1)
+    dk_ptrs = DK + batch * stride_dkb + head * stride_dkh
+    dk_ptrs += gl.expand_dims(grad_rows, 1) * stride_dkt + gl.expand_dims(grad_cols, 0)
+    dv_ptrs = DV + batch * stride_dvb + head * stride_dvh
+    dv_ptrs += gl.expand_dims(grad_rows, 1) * stride_dvt + gl.expand_dims(grad_cols, 0)
+    gl.store(dk_ptrs, dk.to(dtype), mask=in_range)
+    gl.store(dv_ptrs, dv.to(dtype), mask=in_range)
+
+
+_GL_DTYPES = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}
+
+
+def gluon_layouts(head_dim: int, dtype: torch.dtype, block_m: int, block_n: int, num_warps: int):
+    """The shared and register layouts the kernel is compiled with (constexpr arguments)."""
+    element = _GL_DTYPES[dtype]
+    if block_n != 16 * num_warps:
+        raise ValueError(f"BLOCK_N={block_n} must be 16 rows per warp ({num_warps} warps)")
+    return dict(
+        QUERY_TILE_LAYOUT=gl.NVMMASharedLayout.get_default_for([block_m, head_dim], element),
+        KEY_TILE_LAYOUT=gl.NVMMASharedLayout.get_default_for([block_n, head_dim], element),
+        STATS_LAYOUT=gl.NVMMASharedLayout(swizzle_byte_width=0, element_bitwidth=32, rank=2),
+        SCORES_LAYOUT=gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, block_m, 16]
+        ),
+        GRAD_LAYOUT=gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, head_dim, 16]
+        ),
+    )
+
+
+def gluon_dkdv_supported(q4: torch.Tensor, *tensors: torch.Tensor) -> bool:
+    """Whether the Gluon kernel can take these (B, H, T, D) tensors on this device: Hopper,
+    16-bit, unit stride along head_dim, 16-byte aligned rows and bases."""
+    if not q4.is_cuda or torch.cuda.get_device_capability(q4.device)[0] != 9:
+        return False
+    for t in (q4, *tensors):
+        if t.dtype not in _GL_DTYPES or t.stride(-1) != 1 or t.data_ptr() % 16:
+            return False
+        if any(s * t.element_size() % 16 for s in t.stride()[:-1]):
+            return False
+    return True
+
+
+def attn_bwd_dkdv_gluon(
+    q4, k4, v4, do4, stats, dk, dv, is_causal, stats_stride, qk_scale, sm_scale,
+    block_m=64, block_n=64, num_warps=4, num_stages=2, maxnreg=None,
+):  # fmt: skip
+    """Launch the Gluon dK/dV kernel on (B, H, T, D) tensors; `stats` is the (2, B*H,
+    stats_stride) float32 buffer of L * log2(e) and D that the dQ kernel wrote."""
+    batch, n_heads, n_queries, head_dim = q4.shape
+    n_keys = k4.shape[2]
+    grid = (triton.cdiv(n_keys, block_n), batch * n_heads)
+    _attn_bwd_dkdv_gluon_kernel[grid](
+        q4, k4, v4, do4, stats, dk, dv,
+        *q4.stride()[:3], *k4.stride()[:3], *v4.stride()[:3], *do4.stride()[:3],
+        *dk.stride()[:3], *dv.stride()[:3],
+        n_heads, batch * n_heads, n_queries, n_keys, stats_stride, qk_scale, sm_scale,
+        HEAD_DIM=head_dim, CAUSAL=is_causal, BLOCK_M=block_m, BLOCK_N=block_n,
+        NUM_STAGES=num_stages, num_warps=num_warps, maxnreg=maxnreg,
+        **gluon_layouts(head_dim, q4.dtype, block_m, block_n, num_warps),
+    )  # fmt: skip
