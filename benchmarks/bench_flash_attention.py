@@ -215,6 +215,13 @@ def headline(rep_ms: int) -> None:
 
     for (_, key), (config, _) in _chosen_configs.items():
         emit({"key": [str(part) for part in key], "config": str(config)}, "autotuned_config")
+    from kernels_triton import flash_attention_triton as fat
+
+    gluon = dict(
+        enabled=fat.GLUON_BACKWARD, head_dims=fat.GLUON_HEAD_DIMS, dq_tile=fat.GLUON_DQ_TILE,
+        dkdv_tile=fat.GLUON_DKDV_TILE, min_queries=fat.STATS_TMA_MIN_QUERIES,
+    )  # fmt: skip
+    emit(gluon, "gluon_backward")
     shape = (1, 16, 16384, 64)
     mem = {name: peak_memory(shape, torch.bfloat16, name) for name in (*impls, "naive")}
     row = {"shape": list(shape), "dtype": "bfloat16", "causal": True, "pass": "fwd_bwd"}

@@ -1,12 +1,15 @@
 """Instruction mix of the attention kernels' loops, compiled for the H100 (sm_90) on any machine.
 
 Triton's wheel ships ptxas and nvdisasm, so the kernels compile to SASS without a GPU. For each
-kernel (forward, dK/dV, dQ) at one head_dim and tile, this prints one JSON line per loop of the
-SASS that issues tensor-core instructions: the instructions one thread issues per iteration and
-how many of each kind (HGMMA: tensor core; MUFU.EX2: exp2; F2FP: float32 -> 16-bit packs;
-LDGSTS: per-element asynchronous copies; U*: the uniform datapath's loop bookkeeping). This is
-how the fifth session found that masked pointer loads of L and D took ~250 of the dK/dV loop's
-~600 instructions per thread.
+kernel (the Triton forward, dK/dV and dQ, and the Gluon dQ and dK/dV) at one head_dim and tile,
+this prints one JSON line per loop of the SASS that issues tensor-core instructions: the
+instructions one thread issues per iteration and how many of each kind (HGMMA: tensor core;
+MUFU.EX2: exp2; F2FP: float32 -> 16-bit packs; LDGSTS: per-element asynchronous copies; U*: the
+uniform datapath's loop bookkeeping), and `waits_leave_running`: for each tensor-core wait in
+the loop, how many products it lets run on (0 everywhere in the Triton kernels; the Gluon
+kernels leave one running so that exp2 and the tensor cores work at once). This is how the
+fifth session found that masked pointer loads of L and D took ~250 of the dK/dV loop's ~600
+instructions per thread.
 
     python benchmarks/flash_attention_sass.py                      # D64 at the headline's tiles
     python benchmarks/flash_attention_sass.py --head-dim 128 --dkdv-tile 64,64,4,2
@@ -93,15 +96,19 @@ def _sass_of(compiled) -> tuple[str, int | None]:
     return sass, int(registers.group(1)) if registers else None
 
 
-def compile_gluon_sass(head_dim: int, tile: tuple[int, int, int, int]) -> tuple[str, int | None]:
-    """SASS of the Gluon dK/dV kernel (flash_attention_gluon.py) for sm_90, bf16, causal."""
+def compile_gluon_sass(which: str, head_dim: int, tile: tuple[int, int, int, int]):
+    """SASS of a Gluon kernel (flash_attention_gluon.py; `which` is "dq_gluon" or
+    "dkdv_gluon") for sm_90, bf16, causal."""
     import torch
     from triton.experimental.gluon._runtime import GluonASTSource
 
     from kernels_triton import flash_attention_gluon as gluon_module
 
+    kernel, layouts = {
+        "dq_gluon": (gluon_module._attn_bwd_dq_gluon_kernel, gluon_module.gluon_dq_layouts),
+        "dkdv_gluon": (gluon_module._attn_bwd_dkdv_gluon_kernel, gluon_module.gluon_layouts),
+    }[which]
     block_m, block_n, num_warps, num_stages = tile
-    kernel = gluon_module._attn_bwd_dkdv_gluon_kernel
     constants = dict(
         HEAD_DIM=head_dim,
         CAUSAL=True,
@@ -109,7 +116,7 @@ def compile_gluon_sass(head_dim: int, tile: tuple[int, int, int, int]) -> tuple[
         BLOCK_N=block_n,
         NUM_STAGES=num_stages,
         num_warps=num_warps,
-        **gluon_module.gluon_layouts(head_dim, torch.bfloat16, block_m, block_n, num_warps),
+        **layouts(head_dim, torch.bfloat16, block_m, block_n, num_warps),
     )
     signature, chosen = _signature(kernel, constants)
     compiled = triton.compile(
@@ -194,6 +201,7 @@ def main() -> None:
     parser.add_argument("--fwd-tile", type=parse_tile, default=(128, 64, 8, 3))
     parser.add_argument("--dkdv-tile", type=parse_tile, default=(64, 64, 4, 3))
     parser.add_argument("--dq-tile", type=parse_tile, default=(128, 64, 8, 3))
+    parser.add_argument("--gluon-dq-tile", type=parse_tile, default=(64, 128, 4, 3))
     parser.add_argument("--gluon-dkdv-tile", type=parse_tile, default=(64, 64, 4, 3))
     args = parser.parse_args()
     module = load_module(args.module)
@@ -201,11 +209,12 @@ def main() -> None:
         "fwd": args.fwd_tile,
         "dkdv": args.dkdv_tile,
         "dq": args.dq_tile,
+        "dq_gluon": args.gluon_dq_tile,
         "dkdv_gluon": args.gluon_dkdv_tile,
     }
     for which in tiles:
-        if which == "dkdv_gluon":
-            sass, registers = compile_gluon_sass(args.head_dim, tiles[which])
+        if which.endswith("_gluon"):
+            sass, registers = compile_gluon_sass(which, args.head_dim, tiles[which])
         else:
             sass, registers = compile_sass(
                 getattr(module, KERNELS[which]), args.head_dim, tiles[which]

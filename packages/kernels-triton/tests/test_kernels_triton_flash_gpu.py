@@ -254,8 +254,8 @@ def test_views_not_16_byte_aligned(layout, attention_ref, rel_err):
         assert rel_err(got, want) < TOLERANCE[torch.bfloat16], name
 
 
-# (B, H, T_q, T_k, D) for the Gluon dK/dV kernel: a sequence shorter than one tile, lengths that
-# are not multiples of 64, T_q != T_k, every head_dim it compiles for.
+# (B, H, T_q, T_k, D) for the Gluon backward kernels: a sequence shorter than one tile, lengths
+# that are not multiples of 64, T_q != T_k, every head_dim they compile for.
 GLUON_SHAPES = [
     (1, 2, 50, 50, 64),
     (2, 3, 1000, 1000, 64),
@@ -270,15 +270,15 @@ GLUON_CASES = [
 
 
 def _hopper() -> bool:
-    return torch.cuda.get_device_capability()[0] == 9
+    return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9
 
 
-@pytest.mark.skipif(not torch.cuda.is_available() or not _hopper(), reason="needs sm_90")
+@pytest.mark.skipif(not _hopper(), reason="needs sm_90")
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("shape, is_causal", GLUON_CASES)
-def test_gluon_dkdv_against_float64(shape, is_causal, dtype, attention_ref, rel_err):
-    """dK and dV from the Gluon kernel (forced by config.dkdv_gluon) against float64, every
-    element written (NaN poison first), and as close as the Triton kernel's."""
+def test_gluon_backward_against_float64(shape, is_causal, dtype, attention_ref, rel_err):
+    """dQ, dK and dV from the Gluon kernels (forced by config.gluon_backward) against float64,
+    every element written (NaN poison first), and as close as the Triton kernels'."""
     from dataclasses import replace
 
     from kernels_triton.flash_attention_triton import (
@@ -288,53 +288,54 @@ def test_gluon_dkdv_against_float64(shape, is_causal, dtype, attention_ref, rel_
     )
 
     q, k, v, grad_out = _inputs(shape, dtype, seed=hash((shape, is_causal, 7)) % 2**31)
-    _, _, _, ref_dk, ref_dv = attention_ref(q, k, v, grad_out, is_causal)
+    _, _, *ref_grads = attention_ref(q, k, v, grad_out, is_causal)
     triton_config = default_config(shape[-1], dtype)
-    gluon_config = replace(triton_config, dkdv_gluon=True)
+    gluon_config = replace(triton_config, gluon_backward=True)
     out, lse = flash_attention_triton_forward(q, k, v, is_causal, triton_config)
     poisoned = tuple(torch.full_like(t, float("nan")) for t in (q, k, v))
-    _, dk, dv = flash_attention_triton_backward(
+    grads = flash_attention_triton_backward(
         q, k, v, out, lse, grad_out, is_causal, gluon_config, grads=poisoned
     )
-    _, triton_dk, triton_dv = flash_attention_triton_backward(
+    triton_grads = flash_attention_triton_backward(
         q, k, v, out, lse, grad_out, is_causal, triton_config
     )
-    for name, got, want, triton_got in (
-        ("dK", dk, ref_dk, triton_dk),
-        ("dV", dv, ref_dv, triton_dv),
-    ):
+    for name, got, want, triton_got in zip(("dQ", "dK", "dV"), grads, ref_grads, triton_grads):
         assert torch.isfinite(got).all(), f"{name}: unwritten (NaN poison) or non-finite elements"
         err, triton_err = rel_err(got, want), rel_err(triton_got, want)
-        print(
-            f"{name} {dtype} {shape} causal={is_causal}: gluon {err:.2e}, triton {triton_err:.2e}"
-        )
+        print(f"{name} {dtype} {shape} causal={is_causal}: gluon {err:.2e} triton {triton_err:.2e}")
         assert err < TOLERANCE[dtype], (name, err)
         assert err < 1.1 * triton_err + 1e-6, (name, err, triton_err)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available() or not _hopper(), reason="needs sm_90")
-def test_autotuned_backward_picks_gluon_dkdv_where_it_applies(monkeypatch):
-    """With no config: the Gluon kernel from STATS_TMA_MIN_QUERIES queries at head_dim <= 64 in
-    16-bit, the Triton kernel for float32 and short sequences; forcing it on float32 is an
-    error that says why."""
+@pytest.mark.skipif(not _hopper(), reason="needs sm_90")
+def test_autotuned_backward_picks_gluon_where_it_applies(monkeypatch):
+    """With no config: the Gluon kernels from STATS_TMA_MIN_QUERIES queries at head_dim 64 in
+    16-bit, the Triton kernels for shorter sequences and other head_dims; forcing them on
+    float32 is an error that says why."""
     from dataclasses import replace
 
     import kernels_triton.flash_attention_triton as fat
 
     calls = []
-    real = fat.attn_bwd_dkdv_gluon
-    monkeypatch.setattr(fat, "FUSED_DQ", False)  # the Gluon kernel serves the two-kernel backward
-    monkeypatch.setattr(
-        fat, "attn_bwd_dkdv_gluon", lambda *a, **kw: calls.append(a[0].shape) or real(*a, **kw)
-    )
-    for n, dtype, expected in ((2048, torch.bfloat16, 1), (1024, torch.bfloat16, 0)):
-        q, k, v, grad_out = _inputs((1, 2, n, n, 64), dtype)
+
+    def spying(name, real):
+        def spy(*args, **kwargs):
+            calls.append(name)
+            return real(*args, **kwargs)
+
+        return spy
+
+    monkeypatch.setattr(fat, "FUSED_DQ", False)  # the Gluon kernels serve the two-kernel backward
+    for name in ("attn_bwd_dq_gluon", "attn_bwd_dkdv_gluon"):
+        monkeypatch.setattr(fat, name, spying(name, getattr(fat, name)))
+    for n, dim, expected in ((2048, 64, 2), (1024, 64, 0), (2048, 32, 0)):
+        q, k, v, grad_out = _inputs((1, 2, n, n, dim), torch.bfloat16)
         out, lse = fat.flash_attention_triton_forward(q, k, v, True)
         calls.clear()
         fat.flash_attention_triton_backward(q, k, v, out, lse, grad_out, True)
-        assert len(calls) == expected, (n, dtype, calls)
+        assert len(calls) == expected, (n, dim, calls)
     q, k, v, grad_out = _inputs((1, 2, 2048, 2048, 64), torch.float32)
-    config = replace(fat.default_config(64, torch.float32), dkdv_gluon=True)
+    config = replace(fat.default_config(64, torch.float32), gluon_backward=True)
     out, lse = fat.flash_attention_triton_forward(q, k, v, True, config)
-    with pytest.raises(ValueError, match="dkdv_gluon=True needs"):
+    with pytest.raises(ValueError, match="gluon_backward=True needs"):
         fat.flash_attention_triton_backward(q, k, v, out, lse, grad_out, True, config)

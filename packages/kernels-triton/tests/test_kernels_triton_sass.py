@@ -41,19 +41,24 @@ def test_dkdv_loops_stream_row_statistics_without_per_element_copies(loops):
         assert "LDGSTS" not in loop["mix"], loop
         assert loop["mix"]["MUFU.EX2"] == 32  # one exp2 per score: 64 x 64 over 128 threads
     assert dkdv[1]["instructions"] < 400, dkdv[1]
-    assert {loop["kernel"] for loop in loops} == {"fwd", "dkdv", "dq", "dkdv_gluon"}
+    assert {loop["kernel"] for loop in loops} == {"fwd", "dkdv", "dq", "dq_gluon", "dkdv_gluon"}
     # Triton waits for each product it issues before the next step (every wait leaves none
-    # running), which is what the Gluon kernel exists to avoid.
+    # running), which is what the Gluon kernels exist to avoid.
     assert all(set(loop["waits_leave_running"]) == {0} for loop in dkdv), dkdv
 
 
-def test_gluon_dkdv_loop_overlaps_exp2_with_the_next_product(loops):
-    """The Gluon dK/dV kernel's one loop: four products of 64 x 64 x 64 (16 HGMMA of k = 16),
-    one exp2 per score, and both waits leave one product running (dP^T during the exp2s, dV
-    during dS^T), so the tensor cores and the exp units work at once."""
-    gluon = [loop for loop in loops if loop["kernel"] == "dkdv_gluon"]
-    assert len(gluon) == 1, gluon
-    loop = gluon[0]
-    assert loop["waits_leave_running"] == [1, 1], loop
-    assert loop["mix"]["HGMMA.64"] == 16 and loop["mix"]["MUFU.EX2"] == 32, loop
-    assert "LDGSTS" not in loop["mix"], loop
+def test_gluon_loops_overlap_exp2_with_the_next_product(loops):
+    """Each Gluon kernel has one loop whose first wait leaves a product running (dP^T or dP
+    during the exp2s); the dK/dV loop's second wait leaves dV running during dS^T. dK/dV: four
+    64 x 64 x 64 products (16 HGMMA of k = 16), one exp2 per score; dQ at 64 x 128 tiles: S and
+    dP of 64 x 128 x 64 (4 HGMMA each) and dQ of 64 x 64 x 128 (8)."""
+    by_kernel = {name: [loop for loop in loops if loop["kernel"] == name] for name in
+                 ("dq_gluon", "dkdv_gluon")}  # fmt: skip
+    assert [len(found) for found in by_kernel.values()] == [1, 1], by_kernel
+    dq, dkdv = by_kernel["dq_gluon"][0], by_kernel["dkdv_gluon"][0]
+    assert dkdv["waits_leave_running"] == [1, 1], dkdv
+    assert dkdv["mix"]["HGMMA.64"] == 16 and dkdv["mix"]["MUFU.EX2"] == 32, dkdv
+    assert dq["waits_leave_running"] == [1, 0], dq
+    assert dq["mix"]["HGMMA.64"] == 16 and dq["mix"]["MUFU.EX2"] == 64, dq
+    for loop in (dq, dkdv):
+        assert "LDGSTS" not in loop["mix"], loop

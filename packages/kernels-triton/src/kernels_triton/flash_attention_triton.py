@@ -40,7 +40,11 @@ from triton.runtime import _allocation
 from triton.runtime.errors import OutOfResources
 
 from kernels_triton.attention_inputs import check_attention_inputs
-from kernels_triton.flash_attention_gluon import attn_bwd_dkdv_gluon, gluon_dkdv_supported
+from kernels_triton.flash_attention_gluon import (
+    attn_bwd_dkdv_gluon,
+    attn_bwd_dq_gluon,
+    gluon_supported,
+)
 
 LOG2E = math.log2(math.e)
 
@@ -698,10 +702,10 @@ class FlashConfig:
     dq: TileConfig
     fused_dq: bool = False  # dQ by float32 atomics inside the dK/dV kernel (dq tiles unused)
     tma: bool | None = None  # streamed tiles by tensor descriptors; None: on Hopper and newer
-    # dK/dV by the Gluon kernel (flash_attention_gluon.py) with the dkdv tiles: True forces it
-    # (Hopper, 16-bit inputs, 16-byte aligned rows; else an error); None leaves explicit
-    # configs on the Triton kernel (the autotuned path picks by itself, see GLUON_DKDV).
-    dkdv_gluon: bool | None = None
+    # The two-kernel backward by the Gluon kernels (flash_attention_gluon.py) with the dq and
+    # dkdv tiles: True forces them (Hopper, 16-bit inputs, 16-byte aligned rows; else an error);
+    # None leaves explicit configs on Triton (the autotuned path picks, see GLUON_BACKWARD).
+    gluon_backward: bool | None = None
 
     def check(self) -> None:
         for name, tile in (("fwd", self.fwd), ("dkdv", self.dkdv), ("dq", self.dq)):
@@ -898,41 +902,45 @@ USE_TMA = True
 # From this many queries, the dK/dV kernel also streams L and D by descriptor (when USE_TMA does):
 # on the H100 equal at 1,024, faster from 2,048.
 STATS_TMA_MIN_QUERIES = 2048
-# The autotuned backward computes dK/dV with the Gluon kernel (flash_attention_gluon.py), with
-# this (BLOCK_M, BLOCK_N, num_warps, num_stages), where it applies: Hopper, 16-bit inputs with
-# aligned rows, head_dim <= 64, from STATS_TMA_MIN_QUERIES queries. On the H100 at B1 H16 T16K
-# D64 causal it takes 1.93-1.96 ms against the Triton kernel's 2.02 (sustained do_bench, same
-# process); at 4K and 8K tokens the two are equal. 4 stages and 128-key tiles were slower.
-GLUON_DKDV = True
+# The two-kernel backward in Gluon (flash_attention_gluon.py), where it applies: Hopper, 16-bit
+# inputs with aligned rows, head_dim 64, from STATS_TMA_MIN_QUERIES queries. On the H100 at
+# B1 H16 T16K D64 causal (sustained do_bench, same process): dK/dV 1.93-1.96 ms against the
+# Triton kernel's 2.02; the whole backward 3.37-3.46 against 3.55. At 4K and 8K tokens and at
+# head_dim 32 the two are equal; at head_dim 128 the Gluon kernels are 8-12% slower.
+# Tiles are (BLOCK_M, BLOCK_N, num_warps, num_stages); 4 stages, 128-key dK/dV tiles and 8-warp
+# dQ tiles were slower.
+GLUON_BACKWARD = True
+GLUON_DQ_TILE = (64, 128, 4, 3)
 GLUON_DKDV_TILE = (64, 64, 4, 3)
-GLUON_DKDV_MAX_HEAD_DIM = 64
+GLUON_HEAD_DIMS = (64,)
 
 
-def _gluon_dkdv_tile(config: FlashConfig | None, n_queries: int, *tensors: torch.Tensor):
-    """The (BLOCK_M, BLOCK_N, num_warps, num_stages) of the Gluon dK/dV kernel for this call,
-    or None for the Triton kernel."""
-    if config is not None and config.dkdv_gluon is not None:
-        if not config.dkdv_gluon:
+def _gluon_backward_tiles(config: FlashConfig | None, n_queries: int, *tensors: torch.Tensor):
+    """The (dQ, dK/dV) tiles of the Gluon backward kernels for this call, or None for the
+    Triton kernels."""
+    if config is not None and config.gluon_backward is not None:
+        if not config.gluon_backward:
             return None
-        if not gluon_dkdv_supported(*tensors):
+        if not gluon_supported(*tensors):
             raise ValueError(
-                "config.dkdv_gluon=True needs a Hopper GPU and bf16/fp16 q, k, v and grad_out "
-                "with unit head_dim stride and 16-byte aligned rows"
+                "config.gluon_backward=True needs a Hopper GPU and bf16/fp16 q, k, v and "
+                "grad_out with unit head_dim stride and 16-byte aligned rows"
             )
-        _ensure_tma_allocator()  # its descriptors are built on the device
-        tile = config.dkdv
-        return tile.block_m, tile.block_n, tile.num_warps, tile.num_stages
+        _ensure_tma_allocator()  # their descriptors are built on the device
+        return tuple(
+            (t.block_m, t.block_n, t.num_warps, t.num_stages) for t in (config.dq, config.dkdv)
+        )
     automatic = (
         config is None
-        and GLUON_DKDV
+        and GLUON_BACKWARD
         and n_queries >= STATS_TMA_MIN_QUERIES
-        and tensors[0].shape[-1] <= GLUON_DKDV_MAX_HEAD_DIM
-        and gluon_dkdv_supported(*tensors)
+        and tensors[0].shape[-1] in GLUON_HEAD_DIMS
+        and gluon_supported(*tensors)
     )
     if not automatic:
         return None
     _ensure_tma_allocator()
-    return GLUON_DKDV_TILE
+    return GLUON_DQ_TILE, GLUON_DKDV_TILE
 
 
 def _resolve_tma(config: FlashConfig | None, *streamed: torch.Tensor) -> bool:
@@ -1165,7 +1173,7 @@ def flash_attention_triton_backward(
     # slower at 256 queries). config.tma=True asks for descriptors everywhere.
     forced = config is not None and config.tma is True
     stats_tma = use_tma and (forced or n_queries >= STATS_TMA_MIN_QUERIES)
-    gluon_tile = _gluon_dkdv_tile(config, n_queries, q4, k4, v4, do4, dk, dv)
+    gluon_tiles = _gluon_backward_tiles(config, n_queries, q4, k4, v4, do4, dq, dk, dv)
     constants = dict(
         HEAD_DIM=head_dim,
         CAUSAL=is_causal,
@@ -1205,7 +1213,12 @@ def flash_attention_triton_backward(
             DQ_TMA_REDUCE=fused_dq and use_tma and not _interpreting(),
             STATS_TMA=stats_tma,
         )
-        if config is None:
+        if not fused_dq and gluon_tiles is not None:  # the two-kernel backward in Gluon
+            dq_tile, dkdv_tile = gluon_tiles
+            scales = (stats_stride, sm_scale * LOG2E, sm_scale)
+            attn_bwd_dq_gluon(q4, k4, v4, do4, o4, lse, stats, dq, is_causal, *scales, *dq_tile)
+            attn_bwd_dkdv_gluon(q4, k4, v4, do4, stats, dk, dv, is_causal, *scales, *dkdv_tile)
+        elif config is None:
 
             def dq_grid(meta):
                 return (triton.cdiv(n_queries, meta["BLOCK_M"]), batch * n_heads)
@@ -1215,23 +1228,14 @@ def flash_attention_triton_backward(
 
             if not fused_dq:  # the dQ kernel first: it writes the D that the dK/dV kernel reads
                 _launch_tuned(_dq_tuned, dq_grid, dq_args, constants, key)
-            if fused_dq or gluon_tile is None:
-                tuner = _dkdv_fused_tuned if fused_dq else _dkdv_tuned
-                _launch_tuned(tuner, dkdv_grid, dkdv_args, dkdv_constants, key)
+            tuner = _dkdv_fused_tuned if fused_dq else _dkdv_tuned
+            _launch_tuned(tuner, dkdv_grid, dkdv_args, dkdv_constants, key)
         else:
             if not fused_dq:
                 dq_grid = (triton.cdiv(n_queries, config.dq.block_m), batch * n_heads)
                 _attn_bwd_dq_kernel[dq_grid](*dq_args, **constants, **config.dq.kwargs())
-            if fused_dq or gluon_tile is None:
-                dkdv_grid = (triton.cdiv(n_keys, config.dkdv.block_n), batch * n_heads)
-                _attn_bwd_dkdv_kernel[dkdv_grid](
-                    *dkdv_args, **dkdv_constants, **config.dkdv.kwargs()
-                )
-        if not fused_dq and gluon_tile is not None:  # after the dQ kernel, which wrote L and D
-            attn_bwd_dkdv_gluon(
-                q4, k4, v4, do4, stats, dk, dv, is_causal, stats_stride, sm_scale * LOG2E,
-                sm_scale, *gluon_tile,
-            )  # fmt: skip
+            dkdv_grid = (triton.cdiv(n_keys, config.dkdv.block_n), batch * n_heads)
+            _attn_bwd_dkdv_kernel[dkdv_grid](*dkdv_args, **dkdv_constants, **config.dkdv.kwargs())
         if fused_dq and dq_acc.data_ptr() != dq.data_ptr():
             dq.copy_(dq_acc)
 
