@@ -106,7 +106,7 @@ def compile_gluon_sass(which: str, head_dim: int, tile: tuple[int, int, int, int
 
     kernel, layouts = {
         "dq_gluon": (gluon_module._attn_bwd_dq_gluon_kernel, gluon_module.gluon_dq_layouts),
-        "dkdv_gluon": (gluon_module._attn_bwd_dkdv_gluon_kernel, gluon_module.gluon_layouts),
+        "dkdv_gluon": (gluon_module._attn_bwd_dkdv_gluon_kernel, gluon_module.gluon_dkdv_layouts),
     }[which]
     block_m, block_n, num_warps, num_stages = tile
     constants = dict(

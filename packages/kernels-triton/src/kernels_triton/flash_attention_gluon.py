@@ -35,6 +35,8 @@ the Triton forward (1.30-1.31 ms both) and was left out.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 from triton.experimental import gluon
@@ -76,7 +78,9 @@ def _issue_query_tile(
     mbarrier.expect(bar, TILE_BYTES, pred=valid)
     tma.async_copy_global_to_shared(q_desc, [start_m, 0], bar, q_smem.index(stage), pred=valid)
     tma.async_copy_global_to_shared(do_desc, [start_m, 0], bar, do_smem.index(stage), pred=valid)
-    tma.async_copy_global_to_shared(stats_desc, [bh, start_m], bar, lse_smem.index(stage), valid)
+    tma.async_copy_global_to_shared(
+        stats_desc, [bh, start_m], bar, lse_smem.index(stage), pred=valid
+    )
     tma.async_copy_global_to_shared(
         stats_desc, [n_bh + bh, start_m], bar, delta_smem.index(stage), pred=valid
     )
@@ -252,8 +256,10 @@ def _attn_bwd_dkdv_gluon_kernel(
 _GL_DTYPES = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}
 
 
-def gluon_layouts(head_dim: int, dtype: torch.dtype, block_m: int, block_n: int, num_warps: int):
-    """The shared and register layouts the kernel is compiled with (constexpr arguments)."""
+def gluon_dkdv_layouts(
+    head_dim: int, dtype: torch.dtype, block_m: int, block_n: int, num_warps: int
+):
+    """The dK/dV kernel's shared and register layouts (constexpr arguments)."""
     element = _GL_DTYPES[dtype]
     if block_n != 16 * num_warps:
         raise ValueError(f"BLOCK_N={block_n} must be 16 rows per warp ({num_warps} warps)")
@@ -270,10 +276,15 @@ def gluon_layouts(head_dim: int, dtype: torch.dtype, block_m: int, block_n: int,
     )
 
 
+@functools.cache
+def _is_hopper(device_index: int | None) -> bool:
+    return torch.cuda.get_device_capability(device_index)[0] == 9  # sm_90 only: wgmma
+
+
 def gluon_supported(q4: torch.Tensor, *tensors: torch.Tensor) -> bool:
     """Whether the Gluon kernels can take these (B, H, T, D) tensors on this device: Hopper,
     16-bit, unit stride along head_dim, 16-byte aligned rows and bases."""
-    if not q4.is_cuda or torch.cuda.get_device_capability(q4.device)[0] != 9:
+    if not q4.is_cuda or not _is_hopper(q4.device.index):
         return False
     for t in (q4, *tensors):
         if t.dtype not in _GL_DTYPES or t.stride(-1) != 1 or t.data_ptr() % 16:
@@ -285,7 +296,7 @@ def gluon_supported(q4: torch.Tensor, *tensors: torch.Tensor) -> bool:
 
 def attn_bwd_dkdv_gluon(
     q4, k4, v4, do4, stats, dk, dv, is_causal, stats_stride, qk_scale, sm_scale,
-    block_m=64, block_n=64, num_warps=4, num_stages=2, maxnreg=None,
+    block_m=64, block_n=64, num_warps=4, num_stages=3,
 ):  # fmt: skip
     """Launch the Gluon dK/dV kernel on (B, H, T, D) tensors; `stats` is the (2, B*H,
     stats_stride) float32 buffer of L * log2(e) and D that the dQ kernel wrote."""
@@ -298,8 +309,8 @@ def attn_bwd_dkdv_gluon(
         *dk.stride()[:3], *dv.stride()[:3],
         n_heads, batch * n_heads, n_queries, n_keys, stats_stride, qk_scale, sm_scale,
         HEAD_DIM=head_dim, CAUSAL=is_causal, BLOCK_M=block_m, BLOCK_N=block_n,
-        NUM_STAGES=num_stages, num_warps=num_warps, maxnreg=maxnreg,
-        **gluon_layouts(head_dim, q4.dtype, block_m, block_n, num_warps),
+        NUM_STAGES=num_stages, num_warps=num_warps,
+        **gluon_dkdv_layouts(head_dim, q4.dtype, block_m, block_n, num_warps),
     )  # fmt: skip
 
 
@@ -321,8 +332,8 @@ def _issue_key_tile(
     valid = j < n_iters
     bar = ready.index(stage)
     mbarrier.expect(bar, k_desc.block_type.nbytes + v_desc.block_type.nbytes, pred=valid)
-    tma.async_copy_global_to_shared(k_desc, [j * BLOCK_N, 0], bar, k_smem.index(stage), valid)
-    tma.async_copy_global_to_shared(v_desc, [j * BLOCK_N, 0], bar, v_smem.index(stage), valid)
+    tma.async_copy_global_to_shared(k_desc, [j * BLOCK_N, 0], bar, k_smem.index(stage), pred=valid)
+    tma.async_copy_global_to_shared(v_desc, [j * BLOCK_N, 0], bar, v_smem.index(stage), pred=valid)
 
 
 @gluon.jit

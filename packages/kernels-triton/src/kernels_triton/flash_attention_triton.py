@@ -1,6 +1,7 @@
 """FlashAttention-2 forward and backward in Triton: kernels, launchers and the autograd.Function.
 
-Four kernels, each one program per (tile, batch*head):
+Four kernels, each one program per (tile, batch*head) (on Hopper at head_dim 64 the two-kernel
+backward runs the Gluon twins of the dQ and dK/dV kernels instead: flash_attention_gluon.py):
 
 - `_attn_fwd_kernel`: one query tile against all its key tiles with the online softmax; writes O
   and the log-sum-exp L (natural log, float32) of every query row.
