@@ -309,9 +309,9 @@ def test_gluon_backward_against_float64(shape, is_causal, dtype, attention_ref, 
 
 @pytest.mark.skipif(not _hopper(), reason="needs sm_90")
 def test_autotuned_backward_picks_gluon_where_it_applies(monkeypatch):
-    """With no config: the Gluon kernels from STATS_TMA_MIN_QUERIES queries at head_dim 64 in
-    16-bit, the Triton kernels for shorter sequences and other head_dims; forcing them on
-    float32 is an error that says why."""
+    """With no config: the Gluon kernels from STATS_TMA_MIN_QUERIES queries and GLUON_MIN_SCORES
+    scores at head_dim 64 in 16-bit, the Triton kernels for shorter sequences, fewer scores and
+    other head_dims; forcing them on float32 is an error that says why."""
     from dataclasses import replace
 
     import kernels_triton.flash_attention_triton as fat
@@ -326,14 +326,21 @@ def test_autotuned_backward_picks_gluon_where_it_applies(monkeypatch):
         return spy
 
     monkeypatch.setattr(fat, "FUSED_DQ", False)  # the Gluon kernels serve the two-kernel backward
+    monkeypatch.setattr(fat, "GLUON_MIN_SCORES", 2 * 2048 * 2048)  # a test-sized threshold
     for name in ("attn_bwd_dq_gluon", "attn_bwd_dkdv_gluon"):
         monkeypatch.setattr(fat, name, spying(name, getattr(fat, name)))
-    for n, dim, expected in ((2048, 64, 2), (1024, 64, 0), (2048, 32, 0)):
-        q, k, v, grad_out = _inputs((1, 2, n, n, dim), torch.bfloat16)
+    cases = (
+        ((1, 2), 2048, 64, 2),
+        ((1, 2), 1024, 64, 0),
+        ((1, 2), 2048, 32, 0),
+        ((1, 1), 2048, 64, 0),
+    )
+    for (batch, heads), n, dim, expected in cases:
+        q, k, v, grad_out = _inputs((batch, heads, n, n, dim), torch.bfloat16)
         out, lse = fat.flash_attention_triton_forward(q, k, v, True)
         calls.clear()
         fat.flash_attention_triton_backward(q, k, v, out, lse, grad_out, True)
-        assert len(calls) == expected, (n, dim, calls)
+        assert len(calls) == expected, (batch, heads, n, dim, calls)
     q, k, v, grad_out = _inputs((1, 2, 2048, 2048, 64), torch.float32)
     config = replace(fat.default_config(64, torch.float32), gluon_backward=True)
     out, lse = fat.flash_attention_triton_forward(q, k, v, True, config)

@@ -256,6 +256,7 @@ def _attn_bwd_dkdv_gluon_kernel(
 _GL_DTYPES = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}
 
 
+@functools.cache  # built once per tile: the launch is on the host's critical path
 def gluon_dkdv_layouts(
     head_dim: int, dtype: torch.dtype, block_m: int, block_n: int, num_warps: int
 ):
@@ -496,6 +497,7 @@ def _attn_bwd_dq_gluon_kernel(
     gl.store(dq_ptrs, dq.to(dtype), mask=gl.expand_dims(row_in, 1))
 
 
+@functools.cache
 def gluon_dq_layouts(head_dim: int, dtype: torch.dtype, block_m: int, block_n: int, num_warps: int):
     """The dQ kernel's shared and register layouts (constexpr arguments)."""
     element = _GL_DTYPES[dtype]

@@ -914,6 +914,11 @@ GLUON_BACKWARD = True
 GLUON_DQ_TILE = (64, 128, 4, 3)
 GLUON_DKDV_TILE = (64, 64, 4, 3)
 GLUON_HEAD_DIMS = (64,)
+# ... and only for calls with at least this many scores (batch * heads * T_q * T_k), where device
+# time dominates: backward at B1 H1 (probe 8, same process) 0.33 vs 0.355 ms at 16K tokens
+# (2^28 scores), 0.82-0.83 vs 0.90 at 32K; at 4K-8K (host-bound, 0.15-0.28 ms either way) the
+# Gluon pair was no faster and at 4K slightly slower.
+GLUON_MIN_SCORES = 2**28
 
 
 def _gluon_backward_tiles(config: FlashConfig | None, n_queries: int, *tensors: torch.Tensor):
@@ -936,6 +941,7 @@ def _gluon_backward_tiles(config: FlashConfig | None, n_queries: int, *tensors: 
         and GLUON_BACKWARD
         and n_queries >= STATS_TMA_MIN_QUERIES
         and tensors[0].shape[-1] in GLUON_HEAD_DIMS
+        and math.prod(tensors[0].shape[:3]) * tensors[1].shape[2] >= GLUON_MIN_SCORES
         and gluon_supported(*tensors)
     )
     if not automatic:
