@@ -5,6 +5,8 @@ the same tests run compiled. Explicit small tiles make every sequence span sever
 length here is a multiple of a tile.
 """
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -188,3 +190,42 @@ def test_tensor_descriptors_only_for_16_byte_aligned_tiles():
     with pytest.raises(ValueError, match="16 bytes"):
         _resolve_tma(forced, aligned, odd_rows)
     assert not _resolve_tma(CONFIGS["interp"], one_element_in)  # tma=False stays off
+
+
+def test_kernels_work_without_gluon():
+    """When the Gluon kernels cannot be imported (a Triton without triton.experimental.gluon, or
+    one whose Gluon API differs), the package still imports and runs the Triton kernels; asking
+    for the Gluon backward then says what is missing. In a process of its own, with our Gluon
+    module made unimportable (Triton itself imports parts of Gluon, so those stay)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["kernels_triton.flash_attention_gluon"] = None  # importing it fails
+        sys.path.insert(0, TESTS)
+        import conftest  # the CPU interpreter (and its NumPy workaround) when there is no GPU
+        import torch
+        from dataclasses import replace
+        import kernels_triton.flash_attention_triton as fat
+        assert fat.GLUON_IMPORT_ERROR is not None
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        q, k, v, do = (torch.randn(1, 2, 40, 16, device=device) for _ in range(4))
+        config = fat.INTERPRETER_CONFIG
+        out, lse = fat.flash_attention_triton_forward(q, k, v, True, config)
+        fat.flash_attention_triton_backward(q, k, v, out, lse, do, True, config)
+        try:
+            forced = replace(config, gluon_backward=True)
+            fat.flash_attention_triton_backward(q, k, v, out, lse, do, True, forced)
+        except ValueError as error:
+            assert "needs Triton's Gluon" in str(error), error
+        else:
+            raise AssertionError("forcing the Gluon backward without Gluon did not raise")
+        """
+    )
+    tests = str(Path(__file__).resolve().parent)
+    script = script.replace("TESTS", repr(tests))
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]

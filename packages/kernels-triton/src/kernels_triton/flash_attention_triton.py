@@ -41,11 +41,21 @@ from triton.runtime import _allocation
 from triton.runtime.errors import OutOfResources
 
 from kernels_triton.attention_inputs import check_attention_inputs
-from kernels_triton.flash_attention_gluon import (
-    attn_bwd_dkdv_gluon,
-    attn_bwd_dq_gluon,
-    gluon_supported,
-)
+
+try:  # Gluon is Triton 3.6's experimental dialect: another Triton may lack it or differ
+    from kernels_triton.flash_attention_gluon import (
+        attn_bwd_dkdv_gluon,
+        attn_bwd_dq_gluon,
+        gluon_supported,
+    )
+
+    GLUON_IMPORT_ERROR = None
+except (ImportError, AttributeError) as error:  # the Triton kernels do all the work then
+    GLUON_IMPORT_ERROR = error
+
+    def gluon_supported(*tensors: torch.Tensor) -> bool:
+        return False
+
 
 LOG2E = math.log2(math.e)
 
@@ -927,6 +937,11 @@ def _gluon_backward_tiles(config: FlashConfig | None, n_queries: int, *tensors: 
     if config is not None and config.gluon_backward is not None:
         if not config.gluon_backward:
             return None
+        if GLUON_IMPORT_ERROR is not None:
+            raise ValueError(
+                f"config.gluon_backward=True needs Triton's Gluon, which failed to import "
+                f"with this Triton {triton.__version__}: {GLUON_IMPORT_ERROR!r}"
+            )
         if not gluon_supported(*tensors):
             raise ValueError(
                 "config.gluon_backward=True needs a Hopper GPU and bf16/fp16 q, k, v and "
