@@ -133,9 +133,9 @@ def _attn_bwd_dkdv_gluon_kernel(
     num_warps: gl.constexpr,
 ):
     dtype: gl.constexpr = Q.dtype.element_ty
-    bh = gl.program_id(1)
-    batch = bh // n_heads
-    head = bh % n_heads
+    bh = gl.program_id(1)  # int32: a copy-engine coordinate below
+    batch = bh.to(gl.int64) // n_heads  # int64: element offsets of a (batch, head) may pass 2^31
+    head = bh.to(gl.int64) % n_heads
     start_n = gl.program_id(0) * BLOCK_N  # causal: low key tiles have the most queries, go first
 
     # Per-(batch, head) descriptors: the copy engine fills rows past the end with zeros.
@@ -390,9 +390,9 @@ def _attn_bwd_dq_gluon_kernel(
     tile_m = gl.program_id(0)
     if CAUSAL:  # the last query tiles see the most keys: start them first to shorten the tail
         tile_m = gl.num_programs(0) - 1 - tile_m
-    bh = gl.program_id(1)
-    batch = bh // n_heads
-    head = bh % n_heads
+    bh = gl.program_id(1)  # int32: a copy-engine coordinate below
+    batch = bh.to(gl.int64) // n_heads  # int64: element offsets of a (batch, head) may pass 2^31
+    head = bh.to(gl.int64) % n_heads
     start_m = tile_m * BLOCK_M
 
     q_desc = tma.make_tensor_descriptor(
