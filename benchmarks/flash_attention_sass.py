@@ -96,6 +96,20 @@ def _sass_of(compiled) -> tuple[str, int | None]:
     return sass, int(registers.group(1)) if registers else None
 
 
+def _compile_for_sm90(source_class, kernel, head_dim: int, tile, **constants):
+    """SASS and register count of `kernel` compiled for sm_90, bf16, causal, at `tile`
+    (BLOCK_M, BLOCK_N, num_warps, num_stages), with the kernel-specific `constants`."""
+    block_m, block_n, num_warps, num_stages = tile
+    constants = dict(HEAD_DIM=head_dim, CAUSAL=True, BLOCK_M=block_m, BLOCK_N=block_n, **constants)
+    signature, chosen = _signature(kernel, constants)
+    compiled = triton.compile(
+        source_class(kernel, signature, chosen),
+        target=GPUTarget("cuda", 90, 32),
+        options=dict(num_warps=num_warps, num_stages=num_stages),
+    )
+    return _sass_of(compiled)
+
+
 def compile_gluon_sass(which: str, head_dim: int, tile: tuple[int, int, int, int]):
     """SASS of a Gluon kernel (flash_attention_gluon.py; `which` is "dq_gluon" or
     "dkdv_gluon") for sm_90, bf16, causal."""
@@ -109,47 +123,20 @@ def compile_gluon_sass(which: str, head_dim: int, tile: tuple[int, int, int, int
         "dkdv_gluon": (gluon_module._attn_bwd_dkdv_gluon_kernel, gluon_module.gluon_dkdv_layouts),
     }[which]
     block_m, block_n, num_warps, num_stages = tile
-    constants = dict(
-        HEAD_DIM=head_dim,
-        CAUSAL=True,
-        BLOCK_M=block_m,
-        BLOCK_N=block_n,
-        NUM_STAGES=num_stages,
-        num_warps=num_warps,
+    return _compile_for_sm90(
+        GluonASTSource, kernel, head_dim, tile, NUM_STAGES=num_stages, num_warps=num_warps,
         **layouts(head_dim, torch.bfloat16, block_m, block_n, num_warps),
-    )
-    signature, chosen = _signature(kernel, constants)
-    compiled = triton.compile(
-        GluonASTSource(kernel, signature, chosen),
-        target=GPUTarget("cuda", 90, 32),
-        options=dict(num_warps=num_warps, num_stages=num_stages),
-    )
-    return _sass_of(compiled)
+    )  # fmt: skip
 
 
 def compile_sass(kernel, head_dim: int, tile: tuple[int, int, int, int]) -> tuple[str, int | None]:
     """SASS text and ptxas's register count of `kernel` compiled for sm_90 with bf16 inputs,
     causal, tensor descriptors on (for L and D too, as from 2,048 queries), unit head_dim strides
     (as the launchers specialise them)."""
-    block_m, block_n, num_warps, num_stages = tile
-    constants = dict(
-        HEAD_DIM=head_dim,
-        CAUSAL=True,
-        BLOCK_M=block_m,
-        BLOCK_N=block_n,
-        DOT_PRECISION="tf32",
-        USE_TMA=True,
-        FUSED_DQ=False,
-        DQ_TMA_REDUCE=False,
-        STATS_TMA=True,
-    )
-    signature, chosen = _signature(kernel, constants)
-    compiled = triton.compile(
-        ASTSource(kernel, signature, chosen),
-        target=GPUTarget("cuda", 90, 32),
-        options=dict(num_warps=num_warps, num_stages=num_stages),
-    )
-    return _sass_of(compiled)
+    return _compile_for_sm90(
+        ASTSource, kernel, head_dim, tile, DOT_PRECISION="tf32", USE_TMA=True, FUSED_DQ=False,
+        DQ_TMA_REDUCE=False, STATS_TMA=True,
+    )  # fmt: skip
 
 
 def loop_mixes(sass: str) -> list[dict]:

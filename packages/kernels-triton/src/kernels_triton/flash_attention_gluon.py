@@ -51,6 +51,54 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 
 
 @gluon.jit
+def _head_tiles(
+    X, batch, head, stride_b, stride_h, stride_t, n_rows, BLOCK: gl.constexpr,
+    HEAD_DIM: gl.constexpr, LAYOUT: gl.constexpr,
+):  # fmt: skip
+    """A descriptor on the (BLOCK, HEAD_DIM) row tiles of one (batch, head) of a (B, H, T, D)
+    tensor: the copy engine fills rows past n_rows with zeros."""
+    return tma.make_tensor_descriptor(
+        X + batch * stride_b + head * stride_h, [n_rows, HEAD_DIM], [stride_t, 1],
+        [BLOCK, HEAD_DIM], LAYOUT,
+    )  # fmt: skip
+
+
+@gluon.jit
+def _head_descriptors(
+    Q, DO, K, V, batch, head, stride_qb, stride_qh, stride_qt, stride_dob, stride_doh,
+    stride_dot, stride_kb, stride_kh, stride_kt, stride_vb, stride_vh, stride_vt, n_queries,
+    n_keys, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
+    QUERY_TILE_LAYOUT: gl.constexpr, KEY_TILE_LAYOUT: gl.constexpr,
+):  # fmt: skip
+    """Descriptors on one (batch, head)'s query-side (Q, dO) and key-side (K, V) row tiles,
+    which both backward kernels stream or keep."""
+    q_desc = _head_tiles(
+        Q, batch, head, stride_qb, stride_qh, stride_qt, n_queries, BLOCK_M, HEAD_DIM,
+        QUERY_TILE_LAYOUT,
+    )  # fmt: skip
+    do_desc = _head_tiles(
+        DO, batch, head, stride_dob, stride_doh, stride_dot, n_queries, BLOCK_M, HEAD_DIM,
+        QUERY_TILE_LAYOUT,
+    )  # fmt: skip
+    k_desc = _head_tiles(
+        K, batch, head, stride_kb, stride_kh, stride_kt, n_keys, BLOCK_N, HEAD_DIM,
+        KEY_TILE_LAYOUT,
+    )  # fmt: skip
+    v_desc = _head_tiles(
+        V, batch, head, stride_vb, stride_vh, stride_vt, n_keys, BLOCK_N, HEAD_DIM,
+        KEY_TILE_LAYOUT,
+    )  # fmt: skip
+    return q_desc, do_desc, k_desc, v_desc
+
+
+@gluon.jit
+def _head_rows(X, batch, head, stride_b, stride_h, stride_t, rows, cols):
+    """Pointers to rows x cols of one (batch, head) of a (B, H, T, D) tensor (unit D stride)."""
+    X += batch * stride_b + head * stride_h
+    return X + gl.expand_dims(rows, 1) * stride_t + gl.expand_dims(cols, 0)
+
+
+@gluon.jit
 def _issue_query_tile(
     q_desc,
     do_desc,
@@ -139,21 +187,10 @@ def _attn_bwd_dkdv_gluon_kernel(
     start_n = gl.program_id(0) * BLOCK_N  # causal: low key tiles have the most queries, go first
 
     # Per-(batch, head) descriptors: the copy engine fills rows past the end with zeros.
-    q_desc = tma.make_tensor_descriptor(
-        Q + batch * stride_qb + head * stride_qh, [n_queries, HEAD_DIM], [stride_qt, 1],
-        [BLOCK_M, HEAD_DIM], QUERY_TILE_LAYOUT,
-    )  # fmt: skip
-    do_desc = tma.make_tensor_descriptor(
-        DO + batch * stride_dob + head * stride_doh, [n_queries, HEAD_DIM], [stride_dot, 1],
-        [BLOCK_M, HEAD_DIM], QUERY_TILE_LAYOUT,
-    )  # fmt: skip
-    k_desc = tma.make_tensor_descriptor(
-        K + batch * stride_kb + head * stride_kh, [n_keys, HEAD_DIM], [stride_kt, 1],
-        [BLOCK_N, HEAD_DIM], KEY_TILE_LAYOUT,
-    )  # fmt: skip
-    v_desc = tma.make_tensor_descriptor(
-        V + batch * stride_vb + head * stride_vh, [n_keys, HEAD_DIM], [stride_vt, 1],
-        [BLOCK_N, HEAD_DIM], KEY_TILE_LAYOUT,
+    q_desc, do_desc, k_desc, v_desc = _head_descriptors(
+        Q, DO, K, V, batch, head, stride_qb, stride_qh, stride_qt, stride_dob, stride_doh,
+        stride_dot, stride_kb, stride_kh, stride_kt, stride_vb, stride_vh, stride_vt, n_queries,
+        n_keys, BLOCK_M, BLOCK_N, HEAD_DIM, QUERY_TILE_LAYOUT, KEY_TILE_LAYOUT,
     )  # fmt: skip
     stats_desc = tma.make_tensor_descriptor(
         STATS, [2 * n_bh, n_queries], [stats_stride, 1], [1, BLOCK_M], STATS_LAYOUT
@@ -245,10 +282,8 @@ def _attn_bwd_dkdv_gluon_kernel(
     grad_rows = start_n + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, GRAD_LAYOUT))
     grad_cols = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, GRAD_LAYOUT))
     in_range = gl.expand_dims(grad_rows < n_keys, 1)
-    dk_ptrs = DK + batch * stride_dkb + head * stride_dkh
-    dk_ptrs += gl.expand_dims(grad_rows, 1) * stride_dkt + gl.expand_dims(grad_cols, 0)
-    dv_ptrs = DV + batch * stride_dvb + head * stride_dvh
-    dv_ptrs += gl.expand_dims(grad_rows, 1) * stride_dvt + gl.expand_dims(grad_cols, 0)
+    dk_ptrs = _head_rows(DK, batch, head, stride_dkb, stride_dkh, stride_dkt, grad_rows, grad_cols)
+    dv_ptrs = _head_rows(DV, batch, head, stride_dvb, stride_dvh, stride_dvt, grad_rows, grad_cols)
     gl.store(dk_ptrs, dk.to(dtype), mask=in_range)
     gl.store(dv_ptrs, dv.to(dtype), mask=in_range)
 
@@ -256,24 +291,39 @@ def _attn_bwd_dkdv_gluon_kernel(
 _GL_DTYPES = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}
 
 
+def _mma_layout(num_warps: int, n: int):
+    """Registers of a warpgroup product with n columns per instruction, 16 rows per warp."""
+    return gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, n, 16]
+    )
+
+
+def _tile_layouts(head_dim: int, dtype: torch.dtype, block_m: int, block_n: int) -> dict:
+    """Shared memory of the (BLOCK_M, HEAD_DIM) query-side and (BLOCK_N, HEAD_DIM) key-side
+    tiles, swizzled as the copy engine and the tensor cores both read them."""
+    element = _GL_DTYPES[dtype]
+    return dict(
+        QUERY_TILE_LAYOUT=gl.NVMMASharedLayout.get_default_for([block_m, head_dim], element),
+        KEY_TILE_LAYOUT=gl.NVMMASharedLayout.get_default_for([block_n, head_dim], element),
+    )
+
+
+def _check_rows_per_warp(name: str, rows: int, num_warps: int) -> None:
+    if rows != 16 * num_warps:
+        raise ValueError(f"{name}={rows} must be 16 rows per warp ({num_warps} warps)")
+
+
 @functools.cache  # built once per tile: the launch is on the host's critical path
 def gluon_dkdv_layouts(
     head_dim: int, dtype: torch.dtype, block_m: int, block_n: int, num_warps: int
 ):
     """The dK/dV kernel's shared and register layouts (constexpr arguments)."""
-    element = _GL_DTYPES[dtype]
-    if block_n != 16 * num_warps:
-        raise ValueError(f"BLOCK_N={block_n} must be 16 rows per warp ({num_warps} warps)")
+    _check_rows_per_warp("BLOCK_N", block_n, num_warps)  # key rows across the warps
     return dict(
-        QUERY_TILE_LAYOUT=gl.NVMMASharedLayout.get_default_for([block_m, head_dim], element),
-        KEY_TILE_LAYOUT=gl.NVMMASharedLayout.get_default_for([block_n, head_dim], element),
+        **_tile_layouts(head_dim, dtype, block_m, block_n),
         STATS_LAYOUT=gl.NVMMASharedLayout(swizzle_byte_width=0, element_bitwidth=32, rank=2),
-        SCORES_LAYOUT=gl.NVMMADistributedLayout(
-            version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, block_m, 16]
-        ),
-        GRAD_LAYOUT=gl.NVMMADistributedLayout(
-            version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, head_dim, 16]
-        ),
+        SCORES_LAYOUT=_mma_layout(num_warps, block_m),  # S^T: (BLOCK_N, BLOCK_M)
+        GRAD_LAYOUT=_mma_layout(num_warps, head_dim),
     )
 
 
@@ -395,21 +445,10 @@ def _attn_bwd_dq_gluon_kernel(
     head = bh.to(gl.int64) % n_heads
     start_m = tile_m * BLOCK_M
 
-    q_desc = tma.make_tensor_descriptor(
-        Q + batch * stride_qb + head * stride_qh, [n_queries, HEAD_DIM], [stride_qt, 1],
-        [BLOCK_M, HEAD_DIM], QUERY_TILE_LAYOUT,
-    )  # fmt: skip
-    do_desc = tma.make_tensor_descriptor(
-        DO + batch * stride_dob + head * stride_doh, [n_queries, HEAD_DIM], [stride_dot, 1],
-        [BLOCK_M, HEAD_DIM], QUERY_TILE_LAYOUT,
-    )  # fmt: skip
-    k_desc = tma.make_tensor_descriptor(
-        K + batch * stride_kb + head * stride_kh, [n_keys, HEAD_DIM], [stride_kt, 1],
-        [BLOCK_N, HEAD_DIM], KEY_TILE_LAYOUT,
-    )  # fmt: skip
-    v_desc = tma.make_tensor_descriptor(
-        V + batch * stride_vb + head * stride_vh, [n_keys, HEAD_DIM], [stride_vt, 1],
-        [BLOCK_N, HEAD_DIM], KEY_TILE_LAYOUT,
+    q_desc, do_desc, k_desc, v_desc = _head_descriptors(
+        Q, DO, K, V, batch, head, stride_qb, stride_qh, stride_qt, stride_dob, stride_doh,
+        stride_dot, stride_kb, stride_kh, stride_kt, stride_vb, stride_vh, stride_vt, n_queries,
+        n_keys, BLOCK_M, BLOCK_N, HEAD_DIM, QUERY_TILE_LAYOUT, KEY_TILE_LAYOUT,
     )  # fmt: skip
     q_smem = gl.allocate_shared_memory(dtype, [BLOCK_M, HEAD_DIM], QUERY_TILE_LAYOUT)
     do_smem = gl.allocate_shared_memory(dtype, [BLOCK_M, HEAD_DIM], QUERY_TILE_LAYOUT)
@@ -438,8 +477,7 @@ def _attn_bwd_dq_gluon_kernel(
     rows = start_m + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, GRAD_LAYOUT))
     cols_d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, GRAD_LAYOUT))
     row_in = rows < n_queries
-    o_ptrs = O + batch * stride_ob + head * stride_oh
-    o_ptrs += gl.expand_dims(rows, 1) * stride_ot + gl.expand_dims(cols_d, 0)
+    o_ptrs = _head_rows(O, batch, head, stride_ob, stride_oh, stride_ot, rows, cols_d)
     o = gl.load(o_ptrs, mask=gl.expand_dims(row_in, 1), other=0.0)
     mbarrier.wait(queries_ready, 0)
     do = do_smem.load(GRAD_LAYOUT)
@@ -492,26 +530,18 @@ def _attn_bwd_dq_gluon_kernel(
     mbarrier.invalidate(queries_ready)
 
     dq = dq * sm_scale  # dQ = dS K / sqrt(d)
-    dq_ptrs = DQ + batch * stride_dqb + head * stride_dqh
-    dq_ptrs += gl.expand_dims(rows, 1) * stride_dqt + gl.expand_dims(cols_d, 0)
+    dq_ptrs = _head_rows(DQ, batch, head, stride_dqb, stride_dqh, stride_dqt, rows, cols_d)
     gl.store(dq_ptrs, dq.to(dtype), mask=gl.expand_dims(row_in, 1))
 
 
 @functools.cache
 def gluon_dq_layouts(head_dim: int, dtype: torch.dtype, block_m: int, block_n: int, num_warps: int):
     """The dQ kernel's shared and register layouts (constexpr arguments)."""
-    element = _GL_DTYPES[dtype]
-    if block_m != 16 * num_warps:
-        raise ValueError(f"BLOCK_M={block_m} must be 16 rows per warp ({num_warps} warps)")
+    _check_rows_per_warp("BLOCK_M", block_m, num_warps)  # query rows across the warps
     return dict(
-        QUERY_TILE_LAYOUT=gl.NVMMASharedLayout.get_default_for([block_m, head_dim], element),
-        KEY_TILE_LAYOUT=gl.NVMMASharedLayout.get_default_for([block_n, head_dim], element),
-        SCORES_LAYOUT=gl.NVMMADistributedLayout(
-            version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, block_n, 16]
-        ),
-        GRAD_LAYOUT=gl.NVMMADistributedLayout(
-            version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, head_dim, 16]
-        ),
+        **_tile_layouts(head_dim, dtype, block_m, block_n),
+        SCORES_LAYOUT=_mma_layout(num_warps, block_n),  # S: (BLOCK_M, BLOCK_N)
+        GRAD_LAYOUT=_mma_layout(num_warps, head_dim),
     )
 
 

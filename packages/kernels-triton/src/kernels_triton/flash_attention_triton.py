@@ -1205,6 +1205,12 @@ def flash_attention_triton_backward(
     key = _tune_key(q, bucket, constants)
 
     def launch(fused_dq: bool) -> None:
+        if not fused_dq and gluon_tiles is not None:  # the two-kernel backward in Gluon
+            dq_tile, dkdv_tile = gluon_tiles
+            scales = (stats_stride, sm_scale * LOG2E, sm_scale)
+            attn_bwd_dq_gluon(q4, k4, v4, do4, o4, lse, stats, dq, is_causal, *scales, *dq_tile)
+            attn_bwd_dkdv_gluon(q4, k4, v4, do4, stats, dk, dv, is_causal, *scales, *dkdv_tile)
+            return  # the Triton kernels' arguments below are not needed
         dq_acc = dk  # a placeholder pointer unless dQ is accumulated with atomics
         if fused_dq:  # float32 accumulator: dQ itself when it is float32, else a scratch buffer
             # No dQ kernel to form D and L * log2(e) on the way: a kernel of its own does.
@@ -1235,12 +1241,7 @@ def flash_attention_triton_backward(
             DQ_TMA_REDUCE=fused_dq and use_tma and not _interpreting(),
             STATS_TMA=stats_tma,
         )
-        if not fused_dq and gluon_tiles is not None:  # the two-kernel backward in Gluon
-            dq_tile, dkdv_tile = gluon_tiles
-            scales = (stats_stride, sm_scale * LOG2E, sm_scale)
-            attn_bwd_dq_gluon(q4, k4, v4, do4, o4, lse, stats, dq, is_causal, *scales, *dq_tile)
-            attn_bwd_dkdv_gluon(q4, k4, v4, do4, stats, dk, dv, is_causal, *scales, *dkdv_tile)
-        elif config is None:
+        if config is None:
 
             def dq_grid(meta):
                 return (triton.cdiv(n_queries, meta["BLOCK_M"]), batch * n_heads)
