@@ -820,24 +820,40 @@ def _prune(configs, named_args, **kwargs):
 #   rules the fused one out.
 FUSED_DQ: bool | None = None
 
+# Each candidate runs this long before it is timed (Triton's default is 25 ms). A GPU that was
+# idle while the candidate compiled runs at higher clocks for a while: with a short warm-up the
+# first configs measured look faster than they are under sustained load. On the H100 at
+# B1 H16 T16K D64 the forward tuner then picked a config 3% slower than the best in 1 of 4
+# fresh tunings (this warm-up: the best in 4 of 4; 2.1 s per key instead of 0.9 s).
+TUNING_WARMUP_MS = 200
+
+
+def _tuning_bench(fn, quantiles=None):
+    """Median time of `fn` (or the given quantiles) after TUNING_WARMUP_MS of running it: how the
+    autotuners and `_faster_backward` time their candidates."""
+    return triton.testing.do_bench(
+        fn, warmup=TUNING_WARMUP_MS, rep=100, quantiles=quantiles, return_mode="median"
+    )
+
+
 _TUNE_KEY = ["HEAD_DIM", "CAUSAL", "SHAPE_BUCKET"]  # the autotuner adds the tensors' dtypes
-_PRUNE = {"early_config_prune": _prune}
-_fwd_tuned = triton.autotune(
-    _FWD_CONFIGS, key=_TUNE_KEY, prune_configs_by=_PRUNE, cache_results=True
-)(_attn_fwd_kernel)
-_dkdv_tuned = triton.autotune(
-    _DKDV_CONFIGS, key=_TUNE_KEY, prune_configs_by=_PRUNE, cache_results=True
-)(_attn_bwd_dkdv_kernel)
+_TUNER = dict(prune_configs_by={"early_config_prune": _prune}, do_bench=_tuning_bench)
+_fwd_tuned = triton.autotune(_FWD_CONFIGS, key=_TUNE_KEY, cache_results=True, **_TUNER)(
+    _attn_fwd_kernel
+)
+_dkdv_tuned = triton.autotune(_DKDV_CONFIGS, key=_TUNE_KEY, cache_results=True, **_TUNER)(
+    _attn_bwd_dkdv_kernel
+)
 _dkdv_fused_tuned = triton.autotune(
     _DKDV_CONFIGS,
     key=_TUNE_KEY,
-    prune_configs_by=_PRUNE,
     cache_results=True,
     reset_to_zero=["DQ_ACC"],  # each timed run adds into the accumulator
+    **_TUNER,
 )(_attn_bwd_dkdv_kernel)
-_dq_tuned = triton.autotune(
-    _DQ_CONFIGS, key=_TUNE_KEY, prune_configs_by=_PRUNE, cache_results=True
-)(_attn_bwd_dq_kernel)
+_dq_tuned = triton.autotune(_DQ_CONFIGS, key=_TUNE_KEY, cache_results=True, **_TUNER)(
+    _attn_bwd_dq_kernel
+)
 
 
 # (id(tuner), key) -> the chosen config and its launch keyword arguments (built once: they are
@@ -854,9 +870,9 @@ def _faster_backward(key: tuple, launch: Callable[[bool], None]) -> bool:
     (after each has tuned its tiles; ~1 s), then remembered."""
     faster = _fused_backward_faster.get(key)
     if faster is None:
-        two_kernels = triton.testing.do_bench(functools.partial(launch, False), warmup=10, rep=40)
+        two_kernels = _tuning_bench(functools.partial(launch, False))
         try:
-            fused = triton.testing.do_bench(functools.partial(launch, True), warmup=10, rep=40)
+            fused = _tuning_bench(functools.partial(launch, True))
         except OutOfResources:  # no fused tile fits (float32 at head_dim 64 on the H100)
             fused = math.inf
         faster = _fused_backward_faster[key] = fused < two_kernels
