@@ -219,7 +219,8 @@ def headline(rep_ms: int) -> None:
 
     gluon = dict(
         enabled=fat.GLUON_BACKWARD, head_dims=fat.GLUON_HEAD_DIMS, dq_tile=fat.GLUON_DQ_TILE,
-        dkdv_tile=fat.GLUON_DKDV_TILE, min_queries=fat.STATS_TMA_MIN_QUERIES,
+        dkdv_tile=fat.GLUON_DKDV_TILE, dkdv_query_tiles=fat.GLUON_DKDV_QUERY_TILES,
+        min_queries=fat.STATS_TMA_MIN_QUERIES,
     )  # fmt: skip
     emit(gluon, "gluon_backward")
     shape = (1, 16, 16384, 64)

@@ -110,22 +110,33 @@ def _compile_for_sm90(source_class, kernel, head_dim: int, tile, **constants):
     return _sass_of(compiled)
 
 
-def compile_gluon_sass(which: str, head_dim: int, tile: tuple[int, int, int, int]):
+def compile_gluon_sass(
+    which: str, head_dim: int, tile: tuple[int, int, int, int], query_tiles: int = 1
+):
     """SASS of a Gluon kernel (flash_attention_gluon.py; `which` is "dq_gluon" or
-    "dkdv_gluon") for sm_90, bf16, causal."""
+    "dkdv_gluon", the latter with `query_tiles` query tiles per copy) for sm_90, bf16, causal."""
     import torch
     from triton.experimental.gluon._runtime import GluonASTSource
 
     from kernels_triton import flash_attention_gluon as gluon_module
 
-    kernel, layouts = {
-        "dq_gluon": (gluon_module._attn_bwd_dq_gluon_kernel, gluon_module.gluon_dq_layouts),
-        "dkdv_gluon": (gluon_module._attn_bwd_dkdv_gluon_kernel, gluon_module.gluon_dkdv_layouts),
-    }[which]
     block_m, block_n, num_warps, num_stages = tile
+    if which == "dq_gluon":
+        kernel = gluon_module._attn_bwd_dq_gluon_kernel
+        constants = gluon_module.gluon_dq_layouts(
+            head_dim, torch.bfloat16, block_m, block_n, num_warps
+        )
+    else:
+        kernel = gluon_module._attn_bwd_dkdv_gluon_kernel
+        constants = dict(
+            QUERY_TILES=query_tiles,
+            **gluon_module.gluon_dkdv_layouts(
+                head_dim, torch.bfloat16, block_m, block_n, num_warps, query_tiles
+            ),
+        )
     return _compile_for_sm90(
         GluonASTSource, kernel, head_dim, tile, NUM_STAGES=num_stages, num_warps=num_warps,
-        **layouts(head_dim, torch.bfloat16, block_m, block_n, num_warps),
+        **constants,
     )  # fmt: skip
 
 
@@ -189,7 +200,8 @@ def main() -> None:
     parser.add_argument("--dkdv-tile", type=parse_tile, default=(64, 64, 4, 3))
     parser.add_argument("--dq-tile", type=parse_tile, default=(128, 64, 8, 3))
     parser.add_argument("--gluon-dq-tile", type=parse_tile, default=(64, 128, 4, 3))
-    parser.add_argument("--gluon-dkdv-tile", type=parse_tile, default=(64, 64, 4, 3))
+    parser.add_argument("--gluon-dkdv-tile", type=parse_tile, default=(64, 64, 4, 2))
+    parser.add_argument("--gluon-dkdv-query-tiles", type=int, default=2)
     args = parser.parse_args()
     module = load_module(args.module)
     tiles = {
@@ -201,13 +213,17 @@ def main() -> None:
     }
     for which in tiles:
         if which.endswith("_gluon"):
-            sass, registers = compile_gluon_sass(which, args.head_dim, tiles[which])
+            sass, registers = compile_gluon_sass(
+                which, args.head_dim, tiles[which], args.gluon_dkdv_query_tiles
+            )
         else:
             sass, registers = compile_sass(
                 getattr(module, KERNELS[which]), args.head_dim, tiles[which]
             )
         for number, mix in enumerate(loop_mixes(sass)):
             row = {"kernel": which, "head_dim": args.head_dim, "tile": list(tiles[which])}
+            if which == "dkdv_gluon":
+                row["query_tiles"] = args.gluon_dkdv_query_tiles
             row.update(registers=registers, loop=number, **mix)
             row["module"] = args.module or "kernels_triton.flash_attention_triton"
             print(json.dumps(row), flush=True)

@@ -157,6 +157,12 @@ def test_half_precision(dtype, tol, attention_ref, rel_err):
         (FlashConfig(TileConfig(32, 16), TileConfig(32, 16), TileConfig(32, 16)), "dkdv.block_n"),
         (FlashConfig(TileConfig(32, 16), TileConfig(16, 32), TileConfig(16, 32)), "dq.block_m"),
         (FlashConfig(TileConfig(32, 8), TileConfig(16, 32), TileConfig(32, 16)), "at least 16"),
+        (
+            FlashConfig(
+                TileConfig(32, 16), TileConfig(16, 32), TileConfig(32, 16), gluon_dkdv_query_tiles=0
+            ),
+            "gluon_dkdv_query_tiles",
+        ),
     ],
 )
 def test_bad_tile_configs_raise(config, message):

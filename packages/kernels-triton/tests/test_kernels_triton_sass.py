@@ -49,15 +49,20 @@ def test_dkdv_loops_stream_row_statistics_without_per_element_copies(loops):
 
 def test_gluon_loops_overlap_exp2_with_the_next_product(loops):
     """Each Gluon kernel has one loop whose first wait leaves a product running (dP^T or dP
-    during the exp2s); the dK/dV loop's second wait leaves dV running during dS^T. dK/dV: four
-    64 x 64 x 64 products (16 HGMMA of k = 16), one exp2 per score; dQ at 64 x 128 tiles: S and
-    dP of 64 x 128 x 64 (4 HGMMA each) and dQ of 64 x 64 x 128 (8)."""
+    during the exp2s); the dK/dV loop's second wait leaves dV running during dS^T. dK/dV: per
+    query tile four 64 x 64 x 64 products (16 HGMMA of k = 16), one exp2 per score, two query
+    tiles per copy and loop iteration; dQ at 64 x 128 tiles: S and dP of 64 x 128 x 64 (4 HGMMA
+    each) and dQ of 64 x 64 x 128 (8)."""
     by_kernel = {name: [loop for loop in loops if loop["kernel"] == name] for name in
                  ("dq_gluon", "dkdv_gluon")}  # fmt: skip
     assert [len(found) for found in by_kernel.values()] == [1, 1], by_kernel
     dq, dkdv = by_kernel["dq_gluon"][0], by_kernel["dkdv_gluon"][0]
-    assert dkdv["waits_leave_running"] == [1, 1], dkdv
-    assert dkdv["mix"]["HGMMA.64"] == 16 and dkdv["mix"]["MUFU.EX2"] == 32, dkdv
+    assert dkdv["query_tiles"] == 2, dkdv
+    assert dkdv["waits_leave_running"] == [1, 1, 1, 1], dkdv
+    assert dkdv["mix"]["HGMMA.64"] == 32 and dkdv["mix"]["MUFU.EX2"] == 64, dkdv
+    # One copy, barrier wait and refill per two tiles: 683 instructions per thread for both
+    # (masked band included), against 401 for one tile when each tile had its own copy.
+    assert dkdv["instructions"] < 720, dkdv
     assert dq["waits_leave_running"] == [1, 0], dq
     assert dq["mix"]["HGMMA.64"] == 16 and dq["mix"]["MUFU.EX2"] == 64, dq
     for loop in (dq, dkdv):

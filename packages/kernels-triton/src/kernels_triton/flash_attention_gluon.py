@@ -21,7 +21,9 @@ The streamed tiles (Q, dO, L, D for dK/dV; K, V for dQ) arrive through a ring of
 shared-memory buffers filled by the copy engine (TMA), one mbarrier per buffer. A buffer is
 refilled once the products that read it have retired, which the in-order completion of
 warpgroup products tells: after the first wait of iteration i, everything issued in iteration
-i - 1 is done.
+i - 1 is done. In the dK/dV kernel each buffer holds QUERY_TILES query tiles (two on the
+autotuned path) that one iteration works through in turn: the copies, the mbarrier wait and
+the CTA barriers around the refill are then paid once per two tiles.
 
 Inputs are 16-bit (bf16 or fp16) with unit stride along head_dim and 16-byte aligned rows, as the
 copy engine needs; flash_attention_triton.py decides when to use these kernels and keeps the
@@ -173,9 +175,10 @@ def _attn_bwd_dkdv_gluon_kernel(
     BLOCK_M: gl.constexpr,
     BLOCK_N: gl.constexpr,
     NUM_STAGES: gl.constexpr,
-    QUERY_TILE_LAYOUT: gl.constexpr,  # shared: (BLOCK_M, HEAD_DIM) tiles of Q and dO
+    QUERY_TILES: gl.constexpr,  # query tiles per copy (each buffer holds this many)
+    QUERY_TILE_LAYOUT: gl.constexpr,  # shared: (QUERY_TILES * BLOCK_M, HEAD_DIM) Q and dO
     KEY_TILE_LAYOUT: gl.constexpr,  # shared: (BLOCK_N, HEAD_DIM) tiles of K and V
-    STATS_LAYOUT: gl.constexpr,  # shared: (1, BLOCK_M) float32 rows of L and D
+    STATS_LAYOUT: gl.constexpr,  # shared: (1, QUERY_TILES * BLOCK_M) float32 rows of L and D
     SCORES_LAYOUT: gl.constexpr,  # registers: (BLOCK_N, BLOCK_M) products S^T and dP^T
     GRAD_LAYOUT: gl.constexpr,  # registers: (BLOCK_N, HEAD_DIM) accumulators dK and dV
     num_warps: gl.constexpr,
@@ -185,23 +188,24 @@ def _attn_bwd_dkdv_gluon_kernel(
     batch = bh.to(gl.int64) // n_heads  # int64: element offsets of a (batch, head) may pass 2^31
     head = bh.to(gl.int64) % n_heads
     start_n = gl.program_id(0) * BLOCK_N  # causal: low key tiles have the most queries, go first
+    COPY_M: gl.constexpr = QUERY_TILES * BLOCK_M  # query rows per copy and per buffer
 
     # Per-(batch, head) descriptors: the copy engine fills rows past the end with zeros.
     q_desc, do_desc, k_desc, v_desc = _head_descriptors(
         Q, DO, K, V, batch, head, stride_qb, stride_qh, stride_qt, stride_dob, stride_doh,
         stride_dot, stride_kb, stride_kh, stride_kt, stride_vb, stride_vh, stride_vt, n_queries,
-        n_keys, BLOCK_M, BLOCK_N, HEAD_DIM, QUERY_TILE_LAYOUT, KEY_TILE_LAYOUT,
+        n_keys, COPY_M, BLOCK_N, HEAD_DIM, QUERY_TILE_LAYOUT, KEY_TILE_LAYOUT,
     )  # fmt: skip
     stats_desc = tma.make_tensor_descriptor(
-        STATS, [2 * n_bh, n_queries], [stats_stride, 1], [1, BLOCK_M], STATS_LAYOUT
+        STATS, [2 * n_bh, n_queries], [stats_stride, 1], [1, COPY_M], STATS_LAYOUT
     )
 
     k_smem = gl.allocate_shared_memory(dtype, [BLOCK_N, HEAD_DIM], KEY_TILE_LAYOUT)
     v_smem = gl.allocate_shared_memory(dtype, [BLOCK_N, HEAD_DIM], KEY_TILE_LAYOUT)
-    q_smem = gl.allocate_shared_memory(dtype, [NUM_STAGES, BLOCK_M, HEAD_DIM], QUERY_TILE_LAYOUT)
-    do_smem = gl.allocate_shared_memory(dtype, [NUM_STAGES, BLOCK_M, HEAD_DIM], QUERY_TILE_LAYOUT)
-    lse_smem = gl.allocate_shared_memory(gl.float32, [NUM_STAGES, 1, BLOCK_M], STATS_LAYOUT)
-    delta_smem = gl.allocate_shared_memory(gl.float32, [NUM_STAGES, 1, BLOCK_M], STATS_LAYOUT)
+    q_smem = gl.allocate_shared_memory(dtype, [NUM_STAGES, COPY_M, HEAD_DIM], QUERY_TILE_LAYOUT)
+    do_smem = gl.allocate_shared_memory(dtype, [NUM_STAGES, COPY_M, HEAD_DIM], QUERY_TILE_LAYOUT)
+    lse_smem = gl.allocate_shared_memory(gl.float32, [NUM_STAGES, 1, COPY_M], STATS_LAYOUT)
+    delta_smem = gl.allocate_shared_memory(gl.float32, [NUM_STAGES, 1, COPY_M], STATS_LAYOUT)
     ready = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
     keys_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     for buffer in gl.static_range(NUM_STAGES):
@@ -210,8 +214,8 @@ def _attn_bwd_dkdv_gluon_kernel(
 
     # Queries before start_n see none of these keys (causal); the loop runs over the rest.
     query_lo = start_n if CAUSAL else 0
-    n_iters = gl.cdiv(n_queries - query_lo, BLOCK_M)
-    TILE_BYTES: gl.constexpr = 2 * BLOCK_M * HEAD_DIM * dtype.primitive_bitwidth // 8 + 8 * BLOCK_M
+    n_iters = gl.cdiv(n_queries - query_lo, COPY_M)
+    TILE_BYTES: gl.constexpr = 2 * COPY_M * HEAD_DIM * dtype.primitive_bitwidth // 8 + 8 * COPY_M
 
     mbarrier.expect(keys_ready, 2 * BLOCK_N * HEAD_DIM * dtype.primitive_bitwidth // 8)
     tma.async_copy_global_to_shared(k_desc, [start_n, 0], keys_ready, k_smem)
@@ -219,7 +223,7 @@ def _attn_bwd_dkdv_gluon_kernel(
     for j in gl.static_range(NUM_STAGES - 1):
         _issue_query_tile(
             q_desc, do_desc, stats_desc, q_smem, do_smem, lse_smem, delta_smem, ready, j,
-            n_iters, query_lo, bh, n_bh, BLOCK_M, NUM_STAGES, TILE_BYTES,
+            n_iters, query_lo, bh, n_bh, COPY_M, NUM_STAGES, TILE_BYTES,
         )  # fmt: skip
 
     query_cols_layout: gl.constexpr = gl.SliceLayout(0, SCORES_LAYOUT)  # one value per query
@@ -239,39 +243,43 @@ def _attn_bwd_dkdv_gluon_kernel(
 
     for i in range(n_iters):
         stage = i % NUM_STAGES
-        start_m = query_lo + i * BLOCK_M
         mbarrier.wait(ready.index(stage), (i // NUM_STAGES) & 1)
-        q_tile = q_smem.index(stage)
-        do_tile = do_smem.index(stage)
-        scores_t = warpgroup_mma(
-            k_smem, q_tile.permute((1, 0)), scores_init, use_acc=False, is_async=True
-        )  # S^T = K Q^T, (BLOCK_N, BLOCK_M)
-        dprobs_t = warpgroup_mma(
-            v_smem, do_tile.permute((1, 0)), scores_init, use_acc=False, is_async=True
-        )  # dP^T = V dO^T
-        # Products retire in issue order: this waits for iteration i - 1's dV and dK and for
-        # S^T, and leaves dP^T running.
-        scores_t, dk, dv = warpgroup_mma_wait(num_outstanding=1, deps=(scores_t, dk, dv))
-        # So buffer (i - 1) % NUM_STAGES is free: refill it with tile i + NUM_STAGES - 1.
-        _issue_query_tile(
-            q_desc, do_desc, stats_desc, q_smem, do_smem, lse_smem, delta_smem, ready,
-            i + NUM_STAGES - 1, n_iters, query_lo, bh, n_bh, BLOCK_M, NUM_STAGES, TILE_BYTES,
-        )  # fmt: skip
+        for t in gl.static_range(QUERY_TILES):  # the buffer's query tiles, one after another
+            start_m = query_lo + (i * QUERY_TILES + t) * BLOCK_M
+            q_tile = q_smem.index(stage).slice(t * BLOCK_M, BLOCK_M)
+            do_tile = do_smem.index(stage).slice(t * BLOCK_M, BLOCK_M)
+            scores_t = warpgroup_mma(
+                k_smem, q_tile.permute((1, 0)), scores_init, use_acc=False, is_async=True
+            )  # S^T = K Q^T, (BLOCK_N, BLOCK_M)
+            dprobs_t = warpgroup_mma(
+                v_smem, do_tile.permute((1, 0)), scores_init, use_acc=False, is_async=True
+            )  # dP^T = V dO^T
+            # Products retire in issue order: this waits for the previous tile's dV and dK and
+            # for S^T, and leaves dP^T running.
+            scores_t, dk, dv = warpgroup_mma_wait(num_outstanding=1, deps=(scores_t, dk, dv))
+            if t == 0:
+                # So buffer (i - 1) % NUM_STAGES is free: refill it with copy i + NUM_STAGES - 1.
+                _issue_query_tile(
+                    q_desc, do_desc, stats_desc, q_smem, do_smem, lse_smem, delta_smem, ready,
+                    i + NUM_STAGES - 1, n_iters, query_lo, bh, n_bh, COPY_M, NUM_STAGES,
+                    TILE_BYTES,
+                )  # fmt: skip
 
-        lse2 = lse_smem.index(stage).load(SCORES_LAYOUT)  # (1, BLOCK_M), broadcast over keys
-        probs_t = gl.exp2(scores_t * qk_scale - lse2)  # P^T recomputed from L
-        if CAUSAL:  # noqa: SIM102 (a compile-time branch around a run-time one)
-            if start_m < start_n + BLOCK_N:  # diagonal band: query i sees key j only if j <= i
-                rows = start_m + offs_m
-                visible = gl.expand_dims(rows, 0) >= gl.expand_dims(cols, 1)
-                probs_t = gl.where(visible, probs_t, 0.0)
-        probs_op = gl.convert_layout(probs_t.to(dtype), operand_layout)
-        dv = warpgroup_mma(probs_op, do_tile, dv, is_async=True)  # dV += P^T dO
-        dprobs_t = warpgroup_mma_wait(num_outstanding=1, deps=(dprobs_t,))
-        delta = delta_smem.index(stage).load(SCORES_LAYOUT)
-        dscores_t = probs_t * (dprobs_t - delta)  # dS^T = P^T (dP^T - D)
-        dscores_op = gl.convert_layout(dscores_t.to(dtype), operand_layout)
-        dk = warpgroup_mma(dscores_op, q_tile, dk, is_async=True)  # dK += dS^T Q
+            # (1, BLOCK_M) rows of L and D, broadcast over keys
+            lse2 = lse_smem.index(stage).slice(t * BLOCK_M, BLOCK_M, 1).load(SCORES_LAYOUT)
+            probs_t = gl.exp2(scores_t * qk_scale - lse2)  # P^T recomputed from L
+            if CAUSAL:  # noqa: SIM102 (a compile-time branch around a run-time one)
+                if start_m < start_n + BLOCK_N:  # diagonal band: query i sees key j if j <= i
+                    rows = start_m + offs_m
+                    visible = gl.expand_dims(rows, 0) >= gl.expand_dims(cols, 1)
+                    probs_t = gl.where(visible, probs_t, 0.0)
+            probs_op = gl.convert_layout(probs_t.to(dtype), operand_layout)
+            dv = warpgroup_mma(probs_op, do_tile, dv, is_async=True)  # dV += P^T dO
+            dprobs_t = warpgroup_mma_wait(num_outstanding=1, deps=(dprobs_t,))
+            delta = delta_smem.index(stage).slice(t * BLOCK_M, BLOCK_M, 1).load(SCORES_LAYOUT)
+            dscores_t = probs_t * (dprobs_t - delta)  # dS^T = P^T (dP^T - D)
+            dscores_op = gl.convert_layout(dscores_t.to(dtype), operand_layout)
+            dk = warpgroup_mma(dscores_op, q_tile, dk, is_async=True)  # dK += dS^T Q
 
     dk, dv = warpgroup_mma_wait(num_outstanding=0, deps=(dk, dv))
     for buffer in gl.static_range(NUM_STAGES):
@@ -315,12 +323,13 @@ def _check_rows_per_warp(name: str, rows: int, num_warps: int) -> None:
 
 @functools.cache  # built once per tile: the launch is on the host's critical path
 def gluon_dkdv_layouts(
-    head_dim: int, dtype: torch.dtype, block_m: int, block_n: int, num_warps: int
-):
+    head_dim: int, dtype: torch.dtype, block_m: int, block_n: int, num_warps: int,
+    query_tiles: int = 1,
+):  # fmt: skip
     """The dK/dV kernel's shared and register layouts (constexpr arguments)."""
     _check_rows_per_warp("BLOCK_N", block_n, num_warps)  # key rows across the warps
     return dict(
-        **_tile_layouts(head_dim, dtype, block_m, block_n),
+        **_tile_layouts(head_dim, dtype, query_tiles * block_m, block_n),
         STATS_LAYOUT=gl.NVMMASharedLayout(swizzle_byte_width=0, element_bitwidth=32, rank=2),
         SCORES_LAYOUT=_mma_layout(num_warps, block_m),  # S^T: (BLOCK_N, BLOCK_M)
         GRAD_LAYOUT=_mma_layout(num_warps, head_dim),
@@ -347,10 +356,12 @@ def gluon_supported(q4: torch.Tensor, *tensors: torch.Tensor) -> bool:
 
 def attn_bwd_dkdv_gluon(
     q4, k4, v4, do4, stats, dk, dv, is_causal, stats_stride, qk_scale, sm_scale,
-    block_m=64, block_n=64, num_warps=4, num_stages=3,
+    block_m=64, block_n=64, num_warps=4, num_stages=3, query_tiles=1,
 ):  # fmt: skip
     """Launch the Gluon dK/dV kernel on (B, H, T, D) tensors; `stats` is the (2, B*H,
-    stats_stride) float32 buffer of L * log2(e) and D that the dQ kernel wrote."""
+    stats_stride) float32 buffer of L * log2(e) and D that the dQ kernel wrote. Each copy
+    brings `query_tiles` query tiles of block_m rows (and each of the num_stages buffers holds
+    them), which the loop then works through one after another."""
     batch, n_heads, n_queries, head_dim = q4.shape
     n_keys = k4.shape[2]
     grid = (triton.cdiv(n_keys, block_n), batch * n_heads)
@@ -360,8 +371,8 @@ def attn_bwd_dkdv_gluon(
         *dk.stride()[:3], *dv.stride()[:3],
         n_heads, batch * n_heads, n_queries, n_keys, stats_stride, qk_scale, sm_scale,
         HEAD_DIM=head_dim, CAUSAL=is_causal, BLOCK_M=block_m, BLOCK_N=block_n,
-        NUM_STAGES=num_stages, num_warps=num_warps,
-        **gluon_dkdv_layouts(head_dim, q4.dtype, block_m, block_n, num_warps),
+        NUM_STAGES=num_stages, QUERY_TILES=query_tiles, num_warps=num_warps,
+        **gluon_dkdv_layouts(head_dim, q4.dtype, block_m, block_n, num_warps, query_tiles),
     )  # fmt: skip
 
 

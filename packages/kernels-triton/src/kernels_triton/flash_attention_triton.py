@@ -717,6 +717,9 @@ class FlashConfig:
     # dkdv tiles: True forces them (Hopper, 16-bit inputs, 16-byte aligned rows; else an error);
     # None leaves explicit configs on Triton (the autotuned path picks, see GLUON_BACKWARD).
     gluon_backward: bool | None = None
+    # Query tiles per copy in the Gluon dK/dV kernel: each of its dkdv.num_stages buffers holds
+    # this many dkdv.block_m-row tiles (the autotuned path uses GLUON_DKDV_QUERY_TILES).
+    gluon_dkdv_query_tiles: int = 1
 
     def check(self) -> None:
         for name, tile in (("fwd", self.fwd), ("dkdv", self.dkdv), ("dq", self.dq)):
@@ -728,6 +731,10 @@ class FlashConfig:
             raise ValueError(f"dkdv.block_n must be a multiple of dkdv.block_m, got {self.dkdv}")
         if self.dq.block_m % self.dq.block_n:
             raise ValueError(f"dq.block_m must be a multiple of dq.block_n, got {self.dq}")
+        if self.gluon_dkdv_query_tiles < 1:
+            raise ValueError(
+                f"gluon_dkdv_query_tiles must be at least 1, got {self.gluon_dkdv_query_tiles}"
+            )
 
 
 # Small tiles for the CPU interpreter: several tiles per sequence even at seq <= 128, and the
@@ -938,7 +945,13 @@ STATS_TMA_MIN_QUERIES = 2048
 # dQ tiles were slower.
 GLUON_BACKWARD = True
 GLUON_DQ_TILE = (64, 128, 4, 3)
-GLUON_DKDV_TILE = (64, 64, 4, 3)
+GLUON_DKDV_TILE = (64, 64, 4, 2)
+# Query tiles per copy in the Gluon dK/dV kernel: two 64-row tiles per copy, mbarrier wait and
+# CTA barriers take its unmasked loop from 321 to 261 instructions per tile (bitwise-equal
+# results); at 16K D64 the kernel took 1.931-1.962 ms against 1.960-2.059 with one tile per copy
+# and three buffers (seventh session, probe 7). Three buffers of two tiles hold one program per
+# SM and take 2.6 ms.
+GLUON_DKDV_QUERY_TILES = 2
 GLUON_HEAD_DIMS = (64,)
 # ... and only for calls with at least this many scores (batch * heads * T_q * T_k), where device
 # time dominates: backward at B1 H1 (probe 8, same process) 0.33 vs 0.355 ms at 16K tokens
@@ -948,8 +961,8 @@ GLUON_MIN_SCORES = 2**28
 
 
 def _gluon_backward_tiles(config: FlashConfig | None, n_queries: int, *tensors: torch.Tensor):
-    """The (dQ, dK/dV) tiles of the Gluon backward kernels for this call, or None for the
-    Triton kernels."""
+    """The Gluon backward kernels' (dQ tile, dK/dV tile, dK/dV query tiles per copy) for this
+    call, or None for the Triton kernels."""
     if config is not None and config.gluon_backward is not None:
         if not config.gluon_backward:
             return None
@@ -964,9 +977,10 @@ def _gluon_backward_tiles(config: FlashConfig | None, n_queries: int, *tensors: 
                 "grad_out with unit head_dim stride and 16-byte aligned rows"
             )
         _ensure_tma_allocator()  # their descriptors are built on the device
-        return tuple(
+        dq_tile, dkdv_tile = (
             (t.block_m, t.block_n, t.num_warps, t.num_stages) for t in (config.dq, config.dkdv)
         )
+        return dq_tile, dkdv_tile, config.gluon_dkdv_query_tiles
     automatic = (
         config is None
         and GLUON_BACKWARD
@@ -978,7 +992,7 @@ def _gluon_backward_tiles(config: FlashConfig | None, n_queries: int, *tensors: 
     if not automatic:
         return None
     _ensure_tma_allocator()
-    return GLUON_DQ_TILE, GLUON_DKDV_TILE
+    return GLUON_DQ_TILE, GLUON_DKDV_TILE, GLUON_DKDV_QUERY_TILES
 
 
 def _resolve_tma(config: FlashConfig | None, *streamed: torch.Tensor) -> bool:
@@ -1222,10 +1236,12 @@ def flash_attention_triton_backward(
 
     def launch(fused_dq: bool) -> None:
         if not fused_dq and gluon_tiles is not None:  # the two-kernel backward in Gluon
-            dq_tile, dkdv_tile = gluon_tiles
+            dq_tile, dkdv_tile, query_tiles = gluon_tiles
             scales = (stats_stride, sm_scale * LOG2E, sm_scale)
             attn_bwd_dq_gluon(q4, k4, v4, do4, o4, lse, stats, dq, is_causal, *scales, *dq_tile)
-            attn_bwd_dkdv_gluon(q4, k4, v4, do4, stats, dk, dv, is_causal, *scales, *dkdv_tile)
+            attn_bwd_dkdv_gluon(
+                q4, k4, v4, do4, stats, dk, dv, is_causal, *scales, *dkdv_tile, query_tiles
+            )
             return  # the Triton kernels' arguments below are not needed
         dq_acc = dk  # a placeholder pointer unless dQ is accumulated with atomics
         if fused_dq:  # float32 accumulator: dQ itself when it is float32, else a scratch buffer
