@@ -948,9 +948,9 @@ GLUON_DQ_TILE = (64, 128, 4, 3)
 GLUON_DKDV_TILE = (64, 64, 4, 2)
 # Query tiles per copy in the Gluon dK/dV kernel: two 64-row tiles per copy, mbarrier wait and
 # CTA barriers take its unmasked loop from 321 to 261 instructions per tile (bitwise-equal
-# results); at 16K D64 the kernel took 1.931-1.962 ms against 1.960-2.059 with one tile per copy
-# and three buffers (seventh session, probe 7). Three buffers of two tiles hold one program per
-# SM and take 2.6 ms.
+# results); at 16K D64 the kernel took 1.931-2.039 ms (median 1.95) against 1.960-2.059 (1.99)
+# with one tile per copy and three buffers (seventh session, probe 7: two runs of three rounds).
+# Three buffers of two tiles hold one program per SM and take 2.6 ms.
 GLUON_DKDV_QUERY_TILES = 2
 GLUON_HEAD_DIMS = (64,)
 # ... and only for calls with at least this many scores (batch * heads * T_q * T_k), where device
