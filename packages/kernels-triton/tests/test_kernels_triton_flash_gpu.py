@@ -295,11 +295,11 @@ def test_gluon_backward_against_float64(
     q, k, v, grad_out = _inputs(shape, dtype, seed=hash((shape, is_causal, 7)) % 2**31)
     _, _, *ref_grads = attention_ref(q, k, v, grad_out, is_causal)
     triton_config = default_config(shape[-1], dtype)
+    # two tiles per copy in two buffers, as the autotuned path runs them (three would not fit
+    # in shared memory at head_dim 128)
+    dkdv = replace(triton_config.dkdv, num_stages=2) if query_tiles > 1 else triton_config.dkdv
     gluon_config = replace(
-        triton_config,
-        gluon_backward=True,
-        gluon_dkdv_query_tiles=query_tiles,
-        dkdv=replace(triton_config.dkdv, num_stages=2 if query_tiles > 1 else 3),
+        triton_config, gluon_backward=True, gluon_dkdv_query_tiles=query_tiles, dkdv=dkdv
     )
     out, lse = flash_attention_triton_forward(q, k, v, is_causal, triton_config)
     poisoned = tuple(torch.full_like(t, float("nan")) for t in (q, k, v))
