@@ -1,8 +1,8 @@
 """Instruction mix of the attention kernels' loops, compiled for the H100 (sm_90) on any machine.
 
 Triton's wheel ships ptxas and nvdisasm, so the kernels compile to SASS without a GPU. For each
-kernel (the Triton forward, dK/dV and dQ, and the Gluon dQ and dK/dV) at one head_dim and tile,
-this prints one JSON line per loop of the SASS that issues tensor-core instructions: the
+kernel (the Triton forward, dK/dV and dQ; the Gluon forward, dQ and dK/dV) at one head_dim and
+tile, this prints one JSON line per loop of the SASS that issues tensor-core instructions: the
 instructions one thread issues per iteration and how many of each kind (HGMMA: tensor core;
 MUFU.EX2: exp2; F2FP: float32 -> 16-bit packs; LDGSTS: per-element asynchronous copies; U*: the
 uniform datapath's loop bookkeeping), and `waits_leave_running`: for each tensor-core wait in
@@ -98,14 +98,15 @@ def _sass_of(compiled) -> tuple[str, int | None]:
 
 def _compile_for_sm90(source_class, kernel, head_dim: int, tile, **constants):
     """SASS and register count of `kernel` compiled for sm_90, bf16, causal, at `tile`
-    (BLOCK_M, BLOCK_N, num_warps, num_stages), with the kernel-specific `constants`."""
-    block_m, block_n, num_warps, num_stages = tile
+    (BLOCK_M, BLOCK_N, num_warps, num_stages[, maxnreg]), with the kernel-specific `constants`."""
+    block_m, block_n, num_warps, num_stages = tile[:4]
+    options = dict(num_warps=num_warps, num_stages=num_stages)
+    if len(tile) == 5:
+        options["maxnreg"] = tile[4]  # a register cap, as the tuned forward tile has
     constants = dict(HEAD_DIM=head_dim, CAUSAL=True, BLOCK_M=block_m, BLOCK_N=block_n, **constants)
     signature, chosen = _signature(kernel, constants)
     compiled = triton.compile(
-        source_class(kernel, signature, chosen),
-        target=GPUTarget("cuda", 90, 32),
-        options=dict(num_warps=num_warps, num_stages=num_stages),
+        source_class(kernel, signature, chosen), target=GPUTarget("cuda", 90, 32), options=options
     )
     return _sass_of(compiled)
 
@@ -113,7 +114,7 @@ def _compile_for_sm90(source_class, kernel, head_dim: int, tile, **constants):
 def compile_gluon_sass(
     which: str, head_dim: int, tile: tuple[int, int, int, int], query_tiles: int = 1
 ):
-    """SASS of a Gluon kernel (flash_attention_gluon.py; `which` is "dq_gluon" or
+    """SASS of a Gluon kernel (flash_attention_gluon.py; `which` is "fwd_gluon", "dq_gluon" or
     "dkdv_gluon", the latter with `query_tiles` query tiles per copy) for sm_90, bf16, causal."""
     import torch
     from triton.experimental.gluon._runtime import GluonASTSource
@@ -121,7 +122,12 @@ def compile_gluon_sass(
     from kernels_triton import flash_attention_gluon as gluon_module
 
     block_m, block_n, num_warps, num_stages = tile
-    if which == "dq_gluon":
+    if which == "fwd_gluon":
+        kernel = gluon_module._attn_fwd_gluon_kernel
+        constants = gluon_module.gluon_forward_layouts(
+            head_dim, torch.bfloat16, block_m, block_n, num_warps
+        )
+    elif which == "dq_gluon":
         kernel = gluon_module._attn_bwd_dq_gluon_kernel
         constants = gluon_module.gluon_dq_layouts(
             head_dim, torch.bfloat16, block_m, block_n, num_warps
@@ -140,7 +146,7 @@ def compile_gluon_sass(
     )  # fmt: skip
 
 
-def compile_sass(kernel, head_dim: int, tile: tuple[int, int, int, int]) -> tuple[str, int | None]:
+def compile_sass(kernel, head_dim: int, tile: tuple[int, ...]) -> tuple[str, int | None]:
     """SASS text and ptxas's register count of `kernel` compiled for sm_90 with bf16 inputs,
     causal, tensor descriptors on (for L and D too, as from 2,048 queries), unit head_dim strides
     (as the launchers specialise them)."""
@@ -185,10 +191,12 @@ def loop_mixes(sass: str) -> list[dict]:
     return mixes
 
 
-def parse_tile(text: str) -> tuple[int, int, int, int]:
+def parse_tile(text: str) -> tuple[int, ...]:
     parts = tuple(int(p) for p in text.split(","))
-    if len(parts) != 4:
-        raise argparse.ArgumentTypeError(f"tile is BLOCK_M,BLOCK_N,warps,stages, got {text!r}")
+    if len(parts) not in (4, 5):
+        raise argparse.ArgumentTypeError(
+            f"tile is BLOCK_M,BLOCK_N,warps,stages[,maxnreg], got {text!r}"
+        )
     return parts
 
 
@@ -196,9 +204,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--module", help="a flash_attention_triton.py to study (default: ours)")
     parser.add_argument("--head-dim", type=int, default=64)
-    parser.add_argument("--fwd-tile", type=parse_tile, default=(128, 64, 8, 3))
+    parser.add_argument("--fwd-tile", type=parse_tile, default=(128, 128, 8, 2, 128))
     parser.add_argument("--dkdv-tile", type=parse_tile, default=(64, 64, 4, 3))
     parser.add_argument("--dq-tile", type=parse_tile, default=(128, 64, 8, 3))
+    parser.add_argument("--gluon-fwd-tile", type=parse_tile, default=(64, 128, 4, 2))
     parser.add_argument("--gluon-dq-tile", type=parse_tile, default=(64, 128, 4, 3))
     parser.add_argument("--gluon-dkdv-tile", type=parse_tile, default=(64, 64, 4, 2))
     parser.add_argument("--gluon-dkdv-query-tiles", type=int, default=2)
@@ -208,6 +217,7 @@ def main() -> None:
         "fwd": args.fwd_tile,
         "dkdv": args.dkdv_tile,
         "dq": args.dq_tile,
+        "fwd_gluon": args.gluon_fwd_tile,
         "dq_gluon": args.gluon_dq_tile,
         "dkdv_gluon": args.gluon_dkdv_tile,
     }

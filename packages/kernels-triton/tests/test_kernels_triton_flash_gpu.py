@@ -356,3 +356,81 @@ def test_autotuned_backward_picks_gluon_where_it_applies(monkeypatch):
     out, lse = fat.flash_attention_triton_forward(q, k, v, True, config)
     with pytest.raises(ValueError, match="gluon_backward=True needs"):
         fat.flash_attention_triton_backward(q, k, v, out, lse, grad_out, True, config)
+
+
+@pytest.mark.skipif(not _hopper(), reason="needs sm_90")
+@pytest.mark.parametrize("tile", [(64, 128, 4, 2), (64, 64, 4, 3), (128, 64, 8, 3)])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("shape, is_causal", GLUON_CASES)
+def test_gluon_forward_against_float64(shape, is_causal, dtype, tile, attention_ref, rel_err):
+    """O and L from the Gluon forward (forced by config.gluon_forward) against float64, every
+    element written (NaN poison first), and as close as the Triton forward's. Tiles: the
+    autotuned path's (128 keys for 64 queries: the diagonal band is half a key tile), 64 x 64
+    and two warpgroups of 64 queries."""
+    from dataclasses import replace
+
+    from kernels_triton.flash_attention_triton import (
+        TileConfig,
+        default_config,
+        flash_attention_triton_forward,
+    )
+
+    if shape[-1] == 128 and tile[1] == 128:
+        pytest.skip("a 128 x 128 key tile pair does not fit beside the others at head_dim 128")
+    q, k, v, grad_out = _inputs(shape, dtype, seed=hash((shape, is_causal, 11)) % 2**31)
+    ref_out, ref_lse, *_ = attention_ref(q, k, v, grad_out, is_causal)
+    triton_config = default_config(shape[-1], dtype)
+    gluon_config = replace(triton_config, fwd=TileConfig(*tile), gluon_forward=True)
+    out, lse = flash_attention_triton_forward(
+        q, k, v, is_causal, gluon_config,
+        out=torch.full_like(q, float("nan")),
+        lse=torch.full_like(q[..., 0], float("nan"), dtype=torch.float32),
+    )  # fmt: skip
+    triton_out, triton_lse = flash_attention_triton_forward(q, k, v, is_causal, triton_config)
+    for name, got, want, triton_got in (
+        ("O", out, ref_out, triton_out),
+        ("L", lse, ref_lse, triton_lse),
+    ):
+        assert torch.isfinite(got).all(), f"{name}: unwritten (NaN poison) or non-finite elements"
+        err, triton_err = rel_err(got, want), rel_err(triton_got, want)
+        print(f"{name} {dtype} {shape} {tile} causal={is_causal}: {err:.2e} vs {triton_err:.2e}")
+        assert err < TOLERANCE[dtype], (name, err)
+        assert err < 1.1 * triton_err + 1e-6, (name, err, triton_err)
+
+
+@pytest.mark.skipif(not _hopper(), reason="needs sm_90")
+def test_autotuned_forward_picks_gluon_where_it_applies(monkeypatch):
+    """With no config: the Gluon forward from GLUON_MIN_SCORES scores at head_dim 64 in 16-bit,
+    the Triton kernel for fewer scores, other head_dims and float32 (where forcing it is an error
+    that says why)."""
+    from dataclasses import replace
+
+    import kernels_triton.flash_attention_triton as fat
+
+    calls = []
+    real = fat.attn_fwd_gluon
+
+    def spy(*args, **kwargs):
+        calls.append(args[-4:])  # the tile
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fat, "GLUON_MIN_SCORES", 2 * 2048 * 2048)  # a test-sized threshold
+    monkeypatch.setattr(fat, "attn_fwd_gluon", spy)
+    for (batch, heads), n, dim, dtype, expected in (
+        ((1, 2), 2048, 64, torch.bfloat16, 1),
+        ((2, 1), 2048, 64, torch.float16, 1),
+        ((1, 1), 2048, 64, torch.bfloat16, 0),
+        ((1, 2), 2048, 32, torch.bfloat16, 0),
+        ((1, 2), 2048, 64, torch.float32, 0),
+    ):
+        q, k, v, _ = _inputs((batch, heads, n, n, dim), dtype)
+        calls.clear()
+        fat.flash_attention_triton_forward(q, k, v, True)
+        assert len(calls) == expected, (batch, heads, n, dim, dtype, calls)
+        if expected:
+            assert calls[0] == fat.GLUON_FWD_TILE
+    q, k, v, _ = _inputs((1, 2, 2048, 2048, 64), torch.float32)
+    config = replace(fat.default_config(64, torch.float32), gluon_forward=True)
+    config = replace(config, fwd=fat.TileConfig(64, 64, 4, 2))
+    with pytest.raises(ValueError, match="gluon_forward=True needs"):
+        fat.flash_attention_triton_forward(q, k, v, True, config)

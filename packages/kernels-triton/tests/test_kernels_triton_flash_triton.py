@@ -163,6 +163,21 @@ def test_half_precision(dtype, tol, attention_ref, rel_err):
             ),
             "gluon_dkdv_query_tiles",
         ),
+        (  # the Gluon forward's rows are 16 per warp
+            FlashConfig(
+                TileConfig(32, 64), TileConfig(16, 32), TileConfig(32, 16), gluon_forward=True
+            ),
+            "16 rows per warp",
+        ),
+        (  # a valid Gluon tile (block_n > block_m is fine there), but no Hopper GPU here
+            FlashConfig(
+                TileConfig(64, 128, 4, 2),
+                TileConfig(16, 32),
+                TileConfig(32, 16),
+                gluon_forward=True,
+            ),
+            "gluon_forward=True needs",
+        ),
     ],
 )
 def test_bad_tile_configs_raise(config, message):

@@ -41,7 +41,8 @@ def test_dkdv_loops_stream_row_statistics_without_per_element_copies(loops):
         assert "LDGSTS" not in loop["mix"], loop
         assert loop["mix"]["MUFU.EX2"] == 32  # one exp2 per score: 64 x 64 over 128 threads
     assert dkdv[1]["instructions"] < 400, dkdv[1]
-    assert {loop["kernel"] for loop in loops} == {"fwd", "dkdv", "dq", "dq_gluon", "dkdv_gluon"}
+    kernels = {"fwd", "dkdv", "dq", "fwd_gluon", "dq_gluon", "dkdv_gluon"}
+    assert {loop["kernel"] for loop in loops} == kernels
     # Triton waits for each product it issues before the next step (every wait leaves none
     # running), which is what the Gluon kernels exist to avoid.
     assert all(set(loop["waits_leave_running"]) == {0} for loop in dkdv), dkdv
@@ -67,3 +68,19 @@ def test_gluon_loops_overlap_exp2_with_the_next_product(loops):
     assert dq["mix"]["HGMMA.64"] == 16 and dq["mix"]["MUFU.EX2"] == 64, dq
     for loop in (dq, dkdv):
         assert "LDGSTS" not in loop["mix"], loop
+
+
+def test_gluon_forward_masks_only_in_its_band_loop(loops):
+    """The Gluon forward (64 queries x 128 keys, 4 warps): an unmasked loop with no selects,
+    then the diagonal band's masked one. Per key tile S = Q K^T (4 HGMMA of 64 x 128 x 16) and
+    O += P~ V (8 of 64 x 64 x 16), one exp2 per score (64 per thread) plus the rescale's two;
+    428 instructions per thread in the unmasked loop (the Triton forward's 128 x 128 tile: 466
+    per 64 scores), few enough registers (157-160) for three programs per SM."""
+    fwd = [loop for loop in loops if loop["kernel"] == "fwd_gluon"]
+    assert len(fwd) == 2, fwd
+    unmasked, band = fwd
+    assert "FSEL" not in unmasked["mix"] and "FSEL" in band["mix"], fwd
+    for loop in fwd:
+        assert loop["mix"]["HGMMA.64"] == 12 and loop["mix"]["MUFU.EX2"] == 66, loop
+        assert loop["registers"] <= 168, loop  # 3 x 128 threads x 168 <= 65,536 per SM
+    assert unmasked["instructions"] < 460, unmasked

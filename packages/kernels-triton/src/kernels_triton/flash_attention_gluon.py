@@ -1,4 +1,5 @@
-"""The two backward kernels of FlashAttention-2 (dQ, then dK/dV) in Gluon, for Hopper (sm_90).
+"""The forward and the two backward kernels of FlashAttention-2 (dQ, then dK/dV) in Gluon, for
+Hopper (sm_90).
 
 Why a second language for them: in the Triton kernels each loop iteration runs its matrix
 products and its softmax work one after the other. Triton waits for every product that is not a
@@ -30,9 +31,15 @@ copy engine needs; flash_attention_triton.py decides when to use these kernels a
 Triton ones for everything else. The mathematics is the Triton kernels', including the causal
 diagonal band (masked) and the zero rows the copy engine returns past the end of a sequence.
 Measured on the H100 (B1 H16 T16K D64 causal): the backward 3.37-3.46 ms against 3.55 with the
-Triton kernels; equal at 4K-8K tokens and at head_dim 32; slower at head_dim 128. A Gluon forward
-written the same way (S_j issued before the softmax of tile j - 1's product) was no faster than
-the Triton forward (1.30-1.31 ms both) and was left out.
+Triton kernels; equal at 4K-8K tokens and at head_dim 32; slower at head_dim 128.
+
+The forward works differently: one product at a time (S = Q K^T, its softmax, then O += P~ V),
+but with one warpgroup per 64-query program and 128-key tiles in two buffers it needs 157
+registers and 72 KiB of shared memory, so three programs share an SM and one's softmax runs
+while another's products do. At 16K D64 causal it took 1.21-1.27 ms against the Triton
+forward's 1.29-1.30 and cuDNN's 1.24-1.28 (two runs). Written with FlashAttention-3's order
+inside one warpgroup (issue S_j, then tile j - 1's P~V product, and run tile j's softmax beside
+it) it was slower, 1.31-1.34 ms, at as many programs per SM (168 registers); why is not known.
 """
 
 from __future__ import annotations
@@ -573,4 +580,205 @@ def attn_bwd_dq_gluon(
         HEAD_DIM=head_dim, CAUSAL=is_causal, BLOCK_M=block_m, BLOCK_N=block_n,
         NUM_STAGES=num_stages, num_warps=num_warps,
         **gluon_dq_layouts(head_dim, q4.dtype, block_m, block_n, num_warps),
+    )  # fmt: skip
+
+
+@gluon.jit
+def _online_softmax(
+    scores, row_max, row_sum, qk_scale, j, n_keys, score_row_ids, offs_n, MASKED: gl.constexpr,
+    CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr, DTYPE: gl.constexpr,
+    OPERAND_LAYOUT: gl.constexpr,
+):  # fmt: skip
+    """Key tile j's step of the online softmax: P~ (as the P~V product's register operand), the
+    factor the accumulator is rescaled by, and the updated row max (log2 units) and sum."""
+    if MASKED:  # diagonal band or last, partial key tile
+        cols = j * BLOCK_N + offs_n
+        keep = gl.expand_dims(cols, 0) < n_keys
+        if CAUSAL:
+            keep = keep & (gl.expand_dims(score_row_ids, 1) >= gl.expand_dims(cols, 0))
+        scores = gl.where(keep, scores, -float("inf"))
+    # As in the Triton forward: every row sees a key in its first tile, so new_max is finite
+    # from then on; the max is taken on the raw scores and scaled once per row.
+    new_max = gl.maximum(row_max, gl.max(scores, 1) * qk_scale)
+    probs = gl.exp2(scores * qk_scale - gl.expand_dims(new_max, 1))
+    rescale = gl.exp2(row_max - new_max)  # 0 on the first tile (row_max = -inf)
+    row_sum = row_sum * rescale + gl.sum(probs, 1)
+    probs_op = gl.convert_layout(probs.to(DTYPE), OPERAND_LAYOUT)
+    return probs_op, rescale, new_max, row_sum
+
+
+@gluon.jit
+def _fwd_key_loop(
+    acc, row_max, row_sum, q_smem, k_smem, v_smem, ready, k_desc, v_desc, scores_init, lo, hi,
+    n_iters, qk_scale, n_keys, score_row_ids, offs_n, MASKED: gl.constexpr, CAUSAL: gl.constexpr,
+    BLOCK_N: gl.constexpr, NUM_STAGES: gl.constexpr, DTYPE: gl.constexpr,
+    OPERAND_LAYOUT: gl.constexpr,
+):  # fmt: skip
+    """Key tiles [lo, hi), one after another: S = Q K^T, its softmax, then O += P~ V."""
+    out_rows: gl.constexpr = gl.SliceLayout(1, OPERAND_LAYOUT.parent)
+    for j in range(lo, hi):
+        stage = j % NUM_STAGES
+        mbarrier.wait(ready.index(stage), (j // NUM_STAGES) & 1)
+        scores = warpgroup_mma(
+            q_smem, k_smem.index(stage).permute((1, 0)), scores_init, use_acc=False, is_async=True
+        )  # S = Q K^T, (BLOCK_M, BLOCK_N)
+        # In-order retirement: the previous P~V product is done too, so is its buffer.
+        scores, acc = warpgroup_mma_wait(num_outstanding=0, deps=(scores, acc))
+        _issue_key_tile(
+            k_desc, v_desc, k_smem, v_smem, ready, j + NUM_STAGES - 1, n_iters, NUM_STAGES, BLOCK_N
+        )
+        probs_op, rescale, row_max, row_sum = _online_softmax(
+            scores, row_max, row_sum, qk_scale, j, n_keys, score_row_ids, offs_n, MASKED, CAUSAL,
+            BLOCK_N, DTYPE, OPERAND_LAYOUT,
+        )  # fmt: skip
+        acc = acc * gl.expand_dims(gl.convert_layout(rescale, out_rows), 1)
+        acc = warpgroup_mma(probs_op, v_smem.index(stage), acc, is_async=True)  # O += P~ V
+    return acc, row_max, row_sum
+
+
+@gluon.jit
+def _attn_fwd_gluon_kernel(
+    Q,
+    K,
+    V,
+    O,
+    LSE,  # float32 (B*H, T_q), natural log
+    stride_qb,
+    stride_qh,
+    stride_qt,
+    stride_kb,
+    stride_kh,
+    stride_kt,
+    stride_vb,
+    stride_vh,
+    stride_vt,
+    stride_ob,
+    stride_oh,
+    stride_ot,
+    n_heads,
+    n_queries,
+    n_keys,
+    qk_scale,
+    HEAD_DIM: gl.constexpr,
+    CAUSAL: gl.constexpr,
+    BLOCK_M: gl.constexpr,
+    BLOCK_N: gl.constexpr,
+    NUM_STAGES: gl.constexpr,
+    QUERY_TILE_LAYOUT: gl.constexpr,  # shared: (BLOCK_M, HEAD_DIM) tile of Q
+    KEY_TILE_LAYOUT: gl.constexpr,  # shared: (BLOCK_N, HEAD_DIM) tiles of K and V
+    SCORES_LAYOUT: gl.constexpr,  # registers: (BLOCK_M, BLOCK_N) S
+    OUT_LAYOUT: gl.constexpr,  # registers: (BLOCK_M, HEAD_DIM) accumulator of O
+    num_warps: gl.constexpr,
+):
+    """O and L of one query tile: online softmax over the key tiles, K and V through a ring of
+    NUM_STAGES shared buffers filled by the copy engine."""
+    dtype: gl.constexpr = Q.dtype.element_ty
+    tile_m = gl.program_id(0)
+    if CAUSAL:  # the last query tiles see the most keys: start them first to shorten the tail
+        tile_m = gl.num_programs(0) - 1 - tile_m
+    bh = gl.program_id(1)
+    batch = bh.to(gl.int64) // n_heads
+    head = bh.to(gl.int64) % n_heads
+    start_m = tile_m * BLOCK_M
+
+    q_desc = _head_tiles(
+        Q, batch, head, stride_qb, stride_qh, stride_qt, n_queries, BLOCK_M, HEAD_DIM,
+        QUERY_TILE_LAYOUT,
+    )  # fmt: skip
+    k_desc = _head_tiles(
+        K, batch, head, stride_kb, stride_kh, stride_kt, n_keys, BLOCK_N, HEAD_DIM,
+        KEY_TILE_LAYOUT,
+    )  # fmt: skip
+    v_desc = _head_tiles(
+        V, batch, head, stride_vb, stride_vh, stride_vt, n_keys, BLOCK_N, HEAD_DIM,
+        KEY_TILE_LAYOUT,
+    )  # fmt: skip
+    q_smem = gl.allocate_shared_memory(dtype, [BLOCK_M, HEAD_DIM], QUERY_TILE_LAYOUT)
+    k_smem = gl.allocate_shared_memory(dtype, [NUM_STAGES, BLOCK_N, HEAD_DIM], KEY_TILE_LAYOUT)
+    v_smem = gl.allocate_shared_memory(dtype, [NUM_STAGES, BLOCK_N, HEAD_DIM], KEY_TILE_LAYOUT)
+    ready = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
+    queries_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    for buffer in gl.static_range(NUM_STAGES):
+        mbarrier.init(ready.index(buffer), count=1)
+    mbarrier.init(queries_ready, count=1)
+
+    # Causal: key tiles right of this query tile are never loaded; those reaching past its
+    # first row (the diagonal band) or past the last key are masked, in a loop of their own.
+    key_hi = gl.minimum(start_m + BLOCK_M, n_keys) if CAUSAL else n_keys
+    n_iters = gl.cdiv(key_hi, BLOCK_N)
+    n_unmasked = (start_m if CAUSAL else n_keys) // BLOCK_N  # key tiles [0, n_unmasked)
+
+    mbarrier.expect(queries_ready, q_desc.block_type.nbytes)
+    tma.async_copy_global_to_shared(q_desc, [start_m, 0], queries_ready, q_smem)
+    for j in gl.static_range(NUM_STAGES - 1):
+        _issue_key_tile(k_desc, v_desc, k_smem, v_smem, ready, j, n_iters, NUM_STAGES, BLOCK_N)
+
+    score_rows: gl.constexpr = gl.SliceLayout(1, SCORES_LAYOUT)
+    out_rows: gl.constexpr = gl.SliceLayout(1, OUT_LAYOUT)
+    score_row_ids = start_m + gl.arange(0, BLOCK_M, layout=score_rows)
+    offs_n = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, SCORES_LAYOUT))
+    # P~ as the register (A) operand of O += P~ V
+    operand_layout: gl.constexpr = gl.DotOperandLayout(
+        operand_index=0, parent=OUT_LAYOUT, k_width=2
+    )
+    scores_init = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, SCORES_LAYOUT)  # ignored: use_acc=False
+    row_max = gl.full([BLOCK_M], -float("inf"), gl.float32, score_rows)  # log2 units
+    row_sum = gl.zeros([BLOCK_M], gl.float32, score_rows)
+    acc = warpgroup_mma_init(gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, OUT_LAYOUT))
+    mbarrier.wait(queries_ready, 0)
+    acc, row_max, row_sum = _fwd_key_loop(
+        acc, row_max, row_sum, q_smem, k_smem, v_smem, ready, k_desc, v_desc, scores_init,
+        0, n_unmasked, n_iters, qk_scale, n_keys, score_row_ids, offs_n, False, CAUSAL,
+        BLOCK_N, NUM_STAGES, dtype, operand_layout,
+    )  # fmt: skip
+    acc, row_max, row_sum = _fwd_key_loop(
+        acc, row_max, row_sum, q_smem, k_smem, v_smem, ready, k_desc, v_desc, scores_init,
+        n_unmasked, n_iters, n_iters, qk_scale, n_keys, score_row_ids, offs_n, True, CAUSAL,
+        BLOCK_N, NUM_STAGES, dtype, operand_layout,
+    )  # fmt: skip
+    acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+    for buffer in gl.static_range(NUM_STAGES):
+        mbarrier.invalidate(ready.index(buffer))
+    mbarrier.invalidate(queries_ready)
+
+    rows = start_m + gl.arange(0, BLOCK_M, layout=out_rows)
+    row_in = rows < n_queries
+    acc = acc / gl.expand_dims(gl.convert_layout(row_sum, out_rows), 1)
+    # L = ln(sum_j exp(s_j)) = (m + log2 l) * ln 2, m in log2 units of the scaled scores
+    lse = gl.convert_layout((row_max + gl.log2(row_sum)) * 0.6931471805599453, out_rows)
+    gl.store(LSE + bh.to(gl.int64) * n_queries + rows, lse, mask=row_in)
+    cols_d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, OUT_LAYOUT))
+    o_ptrs = _head_rows(O, batch, head, stride_ob, stride_oh, stride_ot, rows, cols_d)
+    gl.store(o_ptrs, acc.to(dtype), mask=gl.expand_dims(row_in, 1))
+
+
+@functools.cache
+def gluon_forward_layouts(
+    head_dim: int, dtype: torch.dtype, block_m: int, block_n: int, num_warps: int
+):
+    """The forward kernel's shared and register layouts (constexpr arguments)."""
+    _check_rows_per_warp("BLOCK_M", block_m, num_warps)  # query rows across the warps
+    return dict(
+        **_tile_layouts(head_dim, dtype, block_m, block_n),
+        SCORES_LAYOUT=_mma_layout(num_warps, block_n),  # S: (BLOCK_M, BLOCK_N)
+        OUT_LAYOUT=_mma_layout(num_warps, head_dim),
+    )
+
+
+def attn_fwd_gluon(
+    q4, k4, v4, out, lse, is_causal, qk_scale, block_m=64, block_n=128, num_warps=4,
+    num_stages=2,
+):  # fmt: skip
+    """Launch the Gluon forward on (B, H, T, D) tensors: O into `out`, L (natural log) into
+    `lse` ((B*H, T_q) float32)."""
+    batch, n_heads, n_queries, head_dim = q4.shape
+    n_keys = k4.shape[2]
+    grid = (triton.cdiv(n_queries, block_m), batch * n_heads)
+    _attn_fwd_gluon_kernel[grid](
+        q4, k4, v4, out, lse,
+        *q4.stride()[:3], *k4.stride()[:3], *v4.stride()[:3], *out.stride()[:3],
+        n_heads, n_queries, n_keys, qk_scale,
+        HEAD_DIM=head_dim, CAUSAL=is_causal, BLOCK_M=block_m, BLOCK_N=block_n,
+        NUM_STAGES=num_stages, num_warps=num_warps,
+        **gluon_forward_layouts(head_dim, q4.dtype, block_m, block_n, num_warps),
     )  # fmt: skip

@@ -46,6 +46,7 @@ try:  # Gluon is Triton 3.6's experimental dialect: another Triton may lack it o
     from kernels_triton.flash_attention_gluon import (
         attn_bwd_dkdv_gluon,
         attn_bwd_dq_gluon,
+        attn_fwd_gluon,
         gluon_supported,
     )
 
@@ -717,6 +718,10 @@ class FlashConfig:
     # dkdv tiles: True forces them (Hopper, 16-bit inputs, 16-byte aligned rows; else an error);
     # None leaves explicit configs on Triton (the autotuned path picks, see GLUON_BACKWARD).
     gluon_backward: bool | None = None
+    # The forward by the Gluon kernel with the fwd tile (block_m = 16 rows per warp; block_n may
+    # exceed block_m): True forces it (same needs as gluon_backward), None leaves explicit configs
+    # on Triton (the autotuned path picks, see GLUON_FORWARD).
+    gluon_forward: bool | None = None
     # Query tiles per copy in the Gluon dK/dV kernel: each of its dkdv.num_stages buffers holds
     # this many dkdv.block_m-row tiles (the autotuned path uses GLUON_DKDV_QUERY_TILES).
     gluon_dkdv_query_tiles: int = 1
@@ -725,7 +730,12 @@ class FlashConfig:
         for name, tile in (("fwd", self.fwd), ("dkdv", self.dkdv), ("dq", self.dq)):
             if tile.block_m < 16 or tile.block_n < 16:
                 raise ValueError(f"{name} tiles must be at least 16 x 16, got {tile}")
-        if self.fwd.block_m % self.fwd.block_n:
+        if self.gluon_forward:  # masks its diagonal band per element: any block_n
+            if self.fwd.block_m != 16 * self.fwd.num_warps:
+                raise ValueError(
+                    f"the Gluon forward needs fwd.block_m = 16 rows per warp, got {self.fwd}"
+                )
+        elif self.fwd.block_m % self.fwd.block_n:
             raise ValueError(f"fwd.block_m must be a multiple of fwd.block_n, got {self.fwd}")
         if self.dkdv.block_n % self.dkdv.block_m:
             raise ValueError(f"dkdv.block_n must be a multiple of dkdv.block_m, got {self.dkdv}")
@@ -953,11 +963,61 @@ GLUON_DKDV_TILE = (64, 64, 4, 2)
 # Three buffers of two tiles hold one program per SM and take 2.6 ms.
 GLUON_DKDV_QUERY_TILES = 2
 GLUON_HEAD_DIMS = (64,)
+# The forward in Gluon (same conditions; 16-bit only): one warpgroup per 64-query tile, 128-key
+# tiles in two buffers, 157 registers, so three programs share an SM and one's softmax runs
+# beside another's products. On the H100 (eighth session, probes 1-2, same process) at B1 H16
+# T16K D64 causal: 1.213-1.267 ms against the Triton forward's 1.289-1.301 and cuDNN's
+# 1.243-1.284; non-causal 2.26-2.30 vs 2.47-2.51 (cuDNN 2.35-2.41); faster than Triton at every
+# D64 shape tried from 2^28 scores (4K-32K tokens). With FlashAttention-3's intra-warpgroup
+# overlap it took 1.31-1.34; with 64-key tiles 1.36-1.39; at head_dim 128 (64-key tiles) 0.64-0.66
+# against Triton's 0.59-0.61.
+GLUON_FORWARD = True
+GLUON_FWD_TILE = (64, 128, 4, 2)
 # ... and only for calls with at least this many scores (batch * heads * T_q * T_k), where device
 # time dominates: backward at B1 H1 (probe 8, same process) 0.33 vs 0.355 ms at 16K tokens
 # (2^28 scores), 0.82-0.83 vs 0.90 at 32K; at 4K-8K (host-bound, 0.15-0.28 ms either way) the
 # Gluon pair was no faster and at 4K slightly slower.
 GLUON_MIN_SCORES = 2**28
+
+
+def _gluon_applies(*tensors: torch.Tensor) -> bool:
+    """Whether the autotuned path takes the Gluon kernels for these (B, H, T, D) tensors (the
+    first two q and k): head_dim, call size and the kernels' input needs."""
+    return (
+        tensors[0].shape[-1] in GLUON_HEAD_DIMS
+        and math.prod(tensors[0].shape[:3]) * tensors[1].shape[2] >= GLUON_MIN_SCORES
+        and gluon_supported(*tensors)
+    )
+
+
+def _require_gluon(flag: str, *tensors: torch.Tensor) -> None:
+    """Check that a config forcing the Gluon kernels (`flag`) can have them."""
+    if GLUON_IMPORT_ERROR is not None:
+        raise ValueError(
+            f"config.{flag}=True needs Triton's Gluon, which failed to import "
+            f"with this Triton {triton.__version__}: {GLUON_IMPORT_ERROR!r}"
+        )
+    if not gluon_supported(*tensors):
+        raise ValueError(
+            f"config.{flag}=True needs a Hopper GPU and bf16/fp16 tensors with unit head_dim "
+            "stride and 16-byte aligned rows"
+        )
+    _ensure_tma_allocator()  # the Gluon kernels build their descriptors on the device
+
+
+def _gluon_forward_tile(config: FlashConfig | None, *tensors: torch.Tensor):
+    """The Gluon forward's (BLOCK_M, BLOCK_N, num_warps, num_stages) for this call, or None for
+    the Triton kernel."""
+    if config is not None:
+        if not config.gluon_forward:
+            return None
+        _require_gluon("gluon_forward", *tensors)
+        tile = config.fwd
+        return tile.block_m, tile.block_n, tile.num_warps, tile.num_stages
+    if not (GLUON_FORWARD and _gluon_applies(*tensors)):
+        return None
+    _ensure_tma_allocator()
+    return GLUON_FWD_TILE
 
 
 def _gluon_backward_tiles(config: FlashConfig | None, n_queries: int, *tensors: torch.Tensor):
@@ -966,17 +1026,7 @@ def _gluon_backward_tiles(config: FlashConfig | None, n_queries: int, *tensors: 
     if config is not None and config.gluon_backward is not None:
         if not config.gluon_backward:
             return None
-        if GLUON_IMPORT_ERROR is not None:
-            raise ValueError(
-                f"config.gluon_backward=True needs Triton's Gluon, which failed to import "
-                f"with this Triton {triton.__version__}: {GLUON_IMPORT_ERROR!r}"
-            )
-        if not gluon_supported(*tensors):
-            raise ValueError(
-                "config.gluon_backward=True needs a Hopper GPU and bf16/fp16 q, k, v and "
-                "grad_out with unit head_dim stride and 16-byte aligned rows"
-            )
-        _ensure_tma_allocator()  # their descriptors are built on the device
+        _require_gluon("gluon_backward", *tensors)
         dq_tile, dkdv_tile = (
             (t.block_m, t.block_n, t.num_warps, t.num_stages) for t in (config.dq, config.dkdv)
         )
@@ -985,9 +1035,7 @@ def _gluon_backward_tiles(config: FlashConfig | None, n_queries: int, *tensors: 
         config is None
         and GLUON_BACKWARD
         and n_queries >= STATS_TMA_MIN_QUERIES
-        and tensors[0].shape[-1] in GLUON_HEAD_DIMS
-        and math.prod(tensors[0].shape[:3]) * tensors[1].shape[2] >= GLUON_MIN_SCORES
-        and gluon_supported(*tensors)
+        and _gluon_applies(*tensors)
     )
     if not automatic:
         return None
@@ -1153,6 +1201,12 @@ def flash_attention_triton_forward(
     )  # fmt: skip
     if config is None and _interpreting():
         config = INTERPRETER_CONFIG
+    if config is not None:
+        config.check()
+    gluon_tile = _gluon_forward_tile(config, q4, k4, v4, out)
+    if gluon_tile is not None:
+        attn_fwd_gluon(q4, k4, v4, out, lse, is_causal, sm_scale * LOG2E, *gluon_tile)
+        return out_buffer, lse_buffer
     use_tma = _resolve_tma(config, k4, v4)
     constants = dict(
         HEAD_DIM=head_dim,
@@ -1167,7 +1221,6 @@ def flash_attention_triton_forward(
 
         _launch_tuned(_fwd_tuned, grid, args, constants, _tune_key(q, bucket, constants))
     else:
-        config.check()
         grid = (triton.cdiv(n_queries, config.fwd.block_m), batch * n_heads)
         _attn_fwd_kernel[grid](*args, **constants, **config.fwd.kwargs())
     return out_buffer, lse_buffer
