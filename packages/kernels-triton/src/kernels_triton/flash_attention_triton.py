@@ -963,21 +963,23 @@ GLUON_DKDV_TILE = (64, 64, 4, 2)
 # Three buffers of two tiles hold one program per SM and take 2.6 ms.
 GLUON_DKDV_QUERY_TILES = 2
 GLUON_HEAD_DIMS = (64,)
-# The forward in Gluon (same conditions; 16-bit only): one warpgroup per 64-query tile, 128-key
-# tiles in two buffers, 157 registers, so three programs share an SM and one's softmax runs
-# beside another's products. On the H100 (eighth session, probes 1-2, same process) at B1 H16
-# T16K D64 causal: 1.213-1.267 ms against the Triton forward's 1.289-1.301 and cuDNN's
-# 1.243-1.284; non-causal 2.26-2.30 vs 2.47-2.51 (cuDNN 2.35-2.41); faster than Triton at every
-# D64 shape tried from 2^28 scores (4K-32K tokens). With FlashAttention-3's intra-warpgroup
-# overlap it took 1.31-1.34; with 64-key tiles 1.36-1.39; at head_dim 128 (64-key tiles) 0.64-0.66
-# against Triton's 0.59-0.61.
-GLUON_FORWARD = True
-GLUON_FWD_TILE = (64, 128, 4, 2)
 # ... and only for calls with at least this many scores (batch * heads * T_q * T_k), where device
 # time dominates: backward at B1 H1 (probe 8, same process) 0.33 vs 0.355 ms at 16K tokens
 # (2^28 scores), 0.82-0.83 vs 0.90 at 32K; at 4K-8K (host-bound, 0.15-0.28 ms either way) the
 # Gluon pair was no faster and at 4K slightly slower.
 GLUON_MIN_SCORES = 2**28
+# The forward in Gluon (same conditions; 16-bit only): one warpgroup per 64-query tile, 128-key
+# tiles in two buffers, 157 registers, so three programs share an SM and one's softmax runs
+# beside another's products. On the H100 (eighth session, probes 1-2, same process) at B1 H16
+# T16K D64 causal: 1.213-1.267 ms against the Triton forward's 1.289-1.301 and cuDNN's
+# 1.243-1.284; non-causal 2.26-2.30 vs 2.47-2.51 (cuDNN 2.35-2.41); faster than Triton at every
+# D64 shape tried from 2^28 scores (4K-32K tokens). Sustained (probe 7b, 20 interleaved rounds):
+# forward 1.289 vs 1.308 (cuDNN 1.299), fwd+bwd level with the Triton forward's (4.739 vs 4.750):
+# the H100 runs these at its 700 W cap and clocks this kernel lower (1815 vs 1928 MHz). With
+# FlashAttention-3's intra-warpgroup overlap it took 1.31-1.34; with 64-key tiles 1.36-1.39; at
+# head_dim 128 (64-key tiles) 0.64-0.66 against Triton's 0.59-0.61.
+GLUON_FORWARD = True
+GLUON_FWD_TILE = (64, 128, 4, 2)
 
 
 def _gluon_applies(*tensors: torch.Tensor) -> bool:
