@@ -7,7 +7,10 @@ triton.testing.do_bench on fresh random inputs. TFLOP/s count the matrix product
 4*B*H*T_q*T_k*D, halved for causal attention (the masked half is not computed), backward 2.5x
 and forward+backward 3.5x the forward (the FlashAttention-2 paper's convention). The headline
 adds "fwd_back_to_back": the forward's device time, 50 calls queued back to back (see
-back_to_back_ms), beside do_bench's per-call figure, which also counts host time.
+back_to_back_ms), beside do_bench's per-call figure, which also counts host time. Its figures are
+medians of --rounds interleaved rounds (each round times every pass of every implementation
+once), with each figure's range beside it (`*_ms_range`): at the 16K shape the H100 runs at its
+power cap and one implementation timed after another sees a different clock.
 
     python benchmarks/bench_flash_attention.py headline          # the two headline shapes + memory
     python benchmarks/bench_flash_attention.py sweep --csv PATH  # CS336 sweep (batch 1, causal)
@@ -23,6 +26,7 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import time
 import warnings
 
@@ -92,8 +96,10 @@ def back_to_back_ms(fn, calls: int = 50, repeats: int = 7) -> float:
     return sorted(times)[repeats // 2]
 
 
-def time_impl(name, shape, dtype, is_causal, passes, rep_ms):
-    """{pass: median ms} for one implementation; a string instead of ms when it cannot run."""
+def pass_calls(name, shape, dtype, is_causal, passes):
+    """{pass: a function that takes rep_ms and returns ms} for one implementation on fresh
+    inputs, after a first call (compile, autotune, plan); a string for every pass instead when
+    the implementation cannot run."""
     gen = torch.Generator(device="cuda").manual_seed(hash((name, shape, str(dtype))) % 2**31)
 
     def randn():
@@ -101,36 +107,70 @@ def time_impl(name, shape, dtype, is_causal, passes, rep_ms):
 
     q, k, v = randn(), randn(), randn()
     grad_out = torch.randn(shape, device="cuda", dtype=dtype, generator=gen)
-    results = {}
     try:
         out = run_impl(name, q, k, v, is_causal)  # first call: compile / autotune / plan
         out.backward(grad_out)
         torch.cuda.synchronize()
-        bench = dict(warmup=max(rep_ms // 4, 5), rep=rep_ms, return_mode="median")
-        if "fwd" in passes:
-            results["fwd"] = triton.testing.do_bench(
-                lambda: run_impl(name, q, k, v, is_causal), **bench
-            )
-        if "fwd_back_to_back" in passes:
-            results["fwd_back_to_back"] = back_to_back_ms(
-                lambda: run_impl(name, q, k, v, is_causal)
-            )
-        if "bwd" in passes:
-            out = run_impl(name, q, k, v, is_causal)
-            results["bwd"] = triton.testing.do_bench(
-                lambda: out.backward(grad_out, retain_graph=True), grad_to_none=[q, k, v], **bench
-            )
-        if "fwd_bwd" in passes:
-            results["fwd_bwd"] = triton.testing.do_bench(
-                lambda: run_impl(name, q, k, v, is_causal).backward(grad_out),
-                grad_to_none=[q, k, v],
-                **bench,
-            )
     except torch.cuda.OutOfMemoryError:
-        results = dict.fromkeys(passes, "oom")
+        return dict.fromkeys(passes, "oom")
     except RuntimeError as exc:  # e.g. "No available kernel" for float32 on flash / cuDNN
-        results = dict.fromkeys(passes, "unsupported: " + str(exc).split("\n")[0][:80])
+        return dict.fromkeys(passes, "unsupported: " + str(exc).split("\n")[0][:80])
+
+    def forward():
+        return run_impl(name, q, k, v, is_causal)
+
+    def bench(fn, rep_ms, **kwargs):
+        return triton.testing.do_bench(
+            fn, warmup=max(rep_ms // 4, 5), rep=rep_ms, return_mode="median", **kwargs
+        )
+
+    calls = {}
+    if "fwd" in passes:
+        calls["fwd"] = lambda rep_ms: bench(forward, rep_ms)
+    if "fwd_back_to_back" in passes:
+        calls["fwd_back_to_back"] = lambda rep_ms: back_to_back_ms(forward)
+    if "bwd" in passes:
+        out = forward()
+        calls["bwd"] = lambda rep_ms: bench(
+            lambda: out.backward(grad_out, retain_graph=True), rep_ms, grad_to_none=[q, k, v]
+        )
+    if "fwd_bwd" in passes:
+        calls["fwd_bwd"] = lambda rep_ms: bench(
+            lambda: forward().backward(grad_out), rep_ms, grad_to_none=[q, k, v]
+        )
+    return calls
+
+
+def time_impl(name, shape, dtype, is_causal, passes, rep_ms):
+    """{pass: median ms} for one implementation; a string instead of ms when it cannot run."""
+    calls = pass_calls(name, shape, dtype, is_causal, passes)
+    results = {}
+    for p in passes:
+        if isinstance(calls[p], str):
+            results[p] = calls[p]
+            continue
+        try:
+            results[p] = calls[p](rep_ms)
+        except torch.cuda.OutOfMemoryError:
+            results[p] = "oom"
     return results
+
+
+def time_interleaved(impls, shape, dtype, is_causal, passes, rep_ms, rounds):
+    """{name: {pass: [ms per round]}}: every implementation set up at once, then `rounds` rounds
+    that each time every pass of every implementation once, one after another. A GPU's clock
+    drifts under sustained load (at the 16K headline shape the H100 sits at its power cap), so
+    timing one implementation's passes after the other's favours whichever runs first."""
+    calls = {name: pass_calls(name, shape, dtype, is_causal, passes) for name in impls}
+    samples = {name: {p: [] for p in passes} for name in impls}
+    for _ in range(rounds):
+        for p in passes:
+            for name in impls:
+                if isinstance(calls[name][p], str):
+                    samples[name][p] = calls[name][p]
+                else:
+                    samples[name][p].append(calls[name][p](rep_ms))
+    return samples
 
 
 def materialised_bytes(shape, dtype, name):
@@ -141,10 +181,24 @@ def materialised_bytes(shape, dtype, name):
     return batch * heads * seq * seq * (5 * elem + 1)
 
 
-def compare(shape, dtype, is_causal, passes, rep_ms, impls=IMPLS, memory_limit=None):
-    """Time every implementation; one JSON-ready dict per pass."""
-    times = {}
-    for name in impls:
+def compare(shape, dtype, is_causal, passes, rep_ms, impls=IMPLS, memory_limit=None, rounds=1):
+    """Time every implementation; one JSON-ready dict per pass. With rounds > 1 (fused
+    implementations only: all of them stay set up at once) the figures are the medians of that
+    many interleaved rounds, with their range beside them."""
+    times, ranges = {}, {}
+    if rounds > 1:
+        samples = time_interleaved(impls, shape, dtype, is_causal, passes, rep_ms, rounds)
+        for name, by_pass in samples.items():
+            times[name] = {
+                p: ms if isinstance(ms, str) else statistics.median(ms) for p, ms in by_pass.items()
+            }
+            ranges[name] = {
+                p: [round(min(ms), 4), round(max(ms), 4)]
+                for p, ms in by_pass.items()
+                if not isinstance(ms, str)
+            }
+        torch.cuda.empty_cache()
+    for name in impls if rounds == 1 else ():
         unfused = name in ("naive", "sdpa_math")
         if unfused and memory_limit and materialised_bytes(shape, dtype, name) > memory_limit:
             times[name] = dict.fromkeys(passes, "skipped: would materialise > memory limit")
@@ -164,12 +218,16 @@ def compare(shape, dtype, is_causal, passes, rep_ms, impls=IMPLS, memory_limit=N
             "causal": is_causal,
             "pass": p,
         }
+        if rounds > 1:
+            row["rounds"] = rounds
         ours = times["ours"].get(p)
         for name in impls:
             ms = times[name].get(p)
             row[f"{name}_ms"] = round(ms, 4) if isinstance(ms, float) else ms
             if isinstance(ms, float):
                 row[f"{name}_tflops"] = round(flops * PASS_FLOPS[p] / ms / 1e9, 1)
+            if p in ranges.get(name, {}):
+                row[f"{name}_ms_range"] = ranges[name][p]
             if name != "ours" and isinstance(ms, float) and isinstance(ours, float):
                 row[f"{name}_over_ours"] = round(ms / ours, 3)
         rows.append(row)
@@ -203,13 +261,14 @@ def emit(row, figure):
     print(json.dumps({"figure": figure, **row}), flush=True)
 
 
-def headline(rep_ms: int) -> None:
+def headline(rep_ms: int, rounds: int) -> None:
     device = torch.cuda.get_device_name()
     impls = ("ours", "sdpa_flash", "sdpa_cudnn")
     for shape, passes in [((1, 16, 16384, 64), PASSES), ((4, 16, 4096, 128), PASSES)]:
         for row in compare(
-            shape, torch.bfloat16, True, (*passes, "fwd_back_to_back"), rep_ms, impls
-        ):
+            shape, torch.bfloat16, True, (*passes, "fwd_back_to_back"), rep_ms, impls,
+            rounds=rounds,
+        ):  # fmt: skip
             emit({**row, "device": device}, "flash_attention_latency")
     from kernels_triton.flash_attention_triton import _chosen_configs
 
@@ -289,6 +348,9 @@ def main() -> None:
     parser.add_argument("--rep-ms", type=int, default=100, help="do_bench timing window per case")
     parser.add_argument("--budget-s", type=float, default=480, help="sweep: stop starting cases")
     parser.add_argument(
+        "--rounds", type=int, default=7, help="headline: interleaved rounds (medians reported)"
+    )
+    parser.add_argument(
         "--dtypes", default="bfloat16,float32", help="sweep: comma-separated, of bfloat16,float32"
     )
     parser.add_argument("--head-dims", default="16,32,64,128", help="sweep: comma-separated")
@@ -298,7 +360,9 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32, for every impl
     warnings.filterwarnings("ignore")  # SDPA warns at length for every float32 flash/cuDNN call
     if args.mode == "headline":
-        headline(args.rep_ms)
+        if args.rounds < 1:
+            parser.error(f"--rounds must be at least 1, got {args.rounds}")
+        headline(args.rep_ms, args.rounds)
     else:
         dtypes = {"bfloat16": torch.bfloat16, "float32": torch.float32}
         chosen = args.dtypes.split(",")
