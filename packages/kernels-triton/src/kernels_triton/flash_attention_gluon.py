@@ -384,6 +384,21 @@ def attn_bwd_dkdv_gluon(
 
 
 @gluon.jit
+def _key_tile_ring(
+    dtype: gl.constexpr, NUM_STAGES: gl.constexpr, BLOCK_N: gl.constexpr,
+    HEAD_DIM: gl.constexpr, KEY_TILE_LAYOUT: gl.constexpr,
+):  # fmt: skip
+    """The ring the forward and dQ kernels stream key tiles through: NUM_STAGES shared buffers
+    of K and of V, and one initialised mbarrier per buffer that its copies complete."""
+    k_smem = gl.allocate_shared_memory(dtype, [NUM_STAGES, BLOCK_N, HEAD_DIM], KEY_TILE_LAYOUT)
+    v_smem = gl.allocate_shared_memory(dtype, [NUM_STAGES, BLOCK_N, HEAD_DIM], KEY_TILE_LAYOUT)
+    ready = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
+    for buffer in gl.static_range(NUM_STAGES):
+        mbarrier.init(ready.index(buffer), count=1)
+    return k_smem, v_smem, ready
+
+
+@gluon.jit
 def _issue_key_tile(
     k_desc,
     v_desc,
@@ -470,12 +485,8 @@ def _attn_bwd_dq_gluon_kernel(
     )  # fmt: skip
     q_smem = gl.allocate_shared_memory(dtype, [BLOCK_M, HEAD_DIM], QUERY_TILE_LAYOUT)
     do_smem = gl.allocate_shared_memory(dtype, [BLOCK_M, HEAD_DIM], QUERY_TILE_LAYOUT)
-    k_smem = gl.allocate_shared_memory(dtype, [NUM_STAGES, BLOCK_N, HEAD_DIM], KEY_TILE_LAYOUT)
-    v_smem = gl.allocate_shared_memory(dtype, [NUM_STAGES, BLOCK_N, HEAD_DIM], KEY_TILE_LAYOUT)
-    ready = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
+    k_smem, v_smem, ready = _key_tile_ring(dtype, NUM_STAGES, BLOCK_N, HEAD_DIM, KEY_TILE_LAYOUT)
     queries_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    for buffer in gl.static_range(NUM_STAGES):
-        mbarrier.init(ready.index(buffer), count=1)
     mbarrier.init(queries_ready, count=1)
 
     # Causal: key tiles right of this query tile are never loaded; those reaching past its
@@ -694,12 +705,8 @@ def _attn_fwd_gluon_kernel(
         KEY_TILE_LAYOUT,
     )  # fmt: skip
     q_smem = gl.allocate_shared_memory(dtype, [BLOCK_M, HEAD_DIM], QUERY_TILE_LAYOUT)
-    k_smem = gl.allocate_shared_memory(dtype, [NUM_STAGES, BLOCK_N, HEAD_DIM], KEY_TILE_LAYOUT)
-    v_smem = gl.allocate_shared_memory(dtype, [NUM_STAGES, BLOCK_N, HEAD_DIM], KEY_TILE_LAYOUT)
-    ready = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
+    k_smem, v_smem, ready = _key_tile_ring(dtype, NUM_STAGES, BLOCK_N, HEAD_DIM, KEY_TILE_LAYOUT)
     queries_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    for buffer in gl.static_range(NUM_STAGES):
-        mbarrier.init(ready.index(buffer), count=1)
     mbarrier.init(queries_ready, count=1)
 
     # Causal: key tiles right of this query tile are never loaded; those reaching past its
