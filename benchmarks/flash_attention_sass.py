@@ -156,6 +156,30 @@ def compile_sass(kernel, head_dim: int, tile: tuple[int, ...]) -> tuple[str, int
     )  # fmt: skip
 
 
+def _registers_written(op: str) -> int:
+    """How many consecutive registers an instruction writes from its first operand on."""
+    if op.startswith("LDSM"):  # LDSM.16.M88.4: four matrices, one register each
+        return int(op.rsplit(".", 1)[1]) if op[-1].isdigit() else 1
+    return 4 if ".128" in op else 2 if ".64" in op else 1
+
+
+def _loop_invariant_a_operands(body: list[str]) -> int:
+    """HGMMAs in `body` whose A operand's four registers no instruction in `body` writes."""
+    written = set()
+    for line in body:
+        found = re.match(r"\s+/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]+)\s+R(\d+)", line)
+        # HGMMA's first operand is its accumulator, a store's an address: neither is an A operand
+        if found and not found.group(1).startswith(("HGMMA", "ST")):
+            first = int(found.group(2))
+            written.update(range(first, first + _registers_written(found.group(1))))
+    invariant = 0
+    for line in body:
+        if product := re.search(r"HGMMA\.\S+ R\d+, R(\d+),", line):
+            first = int(product.group(1))
+            invariant += not written.intersection(range(first, first + 4))
+    return invariant
+
+
 def loop_mixes(sass: str) -> list[dict]:
     """Per loop whose body issues HGMMA: its size and mix. A loop is a label that a later,
     predicated branch jumps back to (the unconditional branches back are returns from the
@@ -181,10 +205,17 @@ def loop_mixes(sass: str) -> list[dict]:
                 name = op.group(1)
                 kinds[name if name.startswith(WHOLE) else name.split(".")[0]] += 1
         if any(kind.startswith("HGMMA") for kind in kinds):
+            body = "\n".join(lines[start : end + 1])
             mixes.append(
                 {
                     "instructions": sum(kinds.values()),
                     "waits_leave_running": waits,
+                    # products whose A operand is in registers (HGMMA d, Ra, ...), not shared
+                    # memory (HGMMA d, gdesc[...], ...)
+                    "hgmma_a_in_registers": len(re.findall(r"HGMMA\.\S+ R\d+, R\d+,", body)),
+                    # ... of which no instruction in the loop rewrites (an operand loaded once
+                    # before the loop, as K and V in the Gluon dK/dV kernel)
+                    "hgmma_a_loop_invariant": _loop_invariant_a_operands(lines[start : end + 1]),
                     "mix": dict(kinds.most_common()),
                 }
             )

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import triton
 
 TOOL = Path(__file__).resolve().parents[3] / "benchmarks" / "flash_attention_sass.py"
@@ -61,6 +62,13 @@ def test_gluon_loops_overlap_exp2_with_the_next_product(loops):
     assert dkdv["query_tiles"] == 2, dkdv
     assert dkdv["waits_leave_running"] == [1, 1, 1, 1], dkdv
     assert dkdv["mix"]["HGMMA.64"] == 32 and dkdv["mix"]["MUFU.EX2"] == 64, dkdv
+    # K and V are loaded into registers once: every product takes its A operand from there
+    # (P^T and dS^T for dV and dK, K and V for S^T and dP^T), none reads it from shared memory.
+    assert dkdv["hgmma_a_in_registers"] == 32, dkdv
+    # ... and K's and V's registers (S^T and dP^T, 2 tiles x 2 products x 4 HGMMA) are never
+    # rewritten inside the loop: the ptxas bug that reuses them at one tile per copy is absent.
+    assert dkdv["hgmma_a_loop_invariant"] == 16, dkdv
+    assert dkdv["registers"] <= 255, dkdv  # two programs per SM: 2 x 128 threads x 256
     # One copy, barrier wait and refill per two tiles: 683 instructions per thread for both
     # (masked band included), against 401 for one tile when each tile had its own copy.
     assert dkdv["instructions"] < 720, dkdv
@@ -84,3 +92,33 @@ def test_gluon_forward_masks_only_in_its_band_loop(loops):
         assert loop["mix"]["HGMMA.64"] == 12 and loop["mix"]["MUFU.EX2"] == 66, loop
         assert loop["registers"] <= 168, loop  # 3 x 128 threads x 168 <= 65,536 per SM
     assert unmasked["instructions"] < 460, unmasked
+
+
+def test_keys_leave_shared_memory_only_where_ptxas_keeps_their_registers():
+    """K and V become register operands at head_dim <= 64 with two or more query tiles per copy
+    (the shipped tile; the test above shows their registers untouched through its loop). At one
+    tile per copy they stay in shared memory: there Triton's bundled ptxas 12.8 reuses their
+    registers inside the causal loop (ninth session, probe 3: dK and dV wrong), so that loop's
+    S^T and dP^T read them from shared memory and only dV's and dK's 8 HGMMA take a register
+    operand (P^T, dS^T)."""
+    if not NVDISASM.exists():
+        pytest.skip("this Triton wheel ships no nvdisasm")
+    from kernels_triton.flash_attention_gluon import gluon_dkdv_layouts
+
+    def keys_in_registers(head_dim, query_tiles):
+        layouts = gluon_dkdv_layouts(head_dim, torch.bfloat16, 64, 64, 4, query_tiles)
+        return layouts["KEYS_IN_REGISTERS"]
+
+    assert keys_in_registers(64, 2) and keys_in_registers(32, 2)
+    assert not keys_in_registers(64, 1) and not keys_in_registers(128, 2)
+    run = subprocess.run(
+        [sys.executable, str(TOOL), "--gluon-dkdv-query-tiles", "1"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TRITON_INTERPRET": "0"},
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    dkdv = [json.loads(line) for line in run.stdout.splitlines() if "dkdv_gluon" in line]
+    assert len(dkdv) == 1 and dkdv[0]["query_tiles"] == 1, dkdv
+    assert dkdv[0]["hgmma_a_in_registers"] == 8, dkdv

@@ -188,6 +188,7 @@ def _attn_bwd_dkdv_gluon_kernel(
     STATS_LAYOUT: gl.constexpr,  # shared: (1, QUERY_TILES * BLOCK_M) float32 rows of L and D
     SCORES_LAYOUT: gl.constexpr,  # registers: (BLOCK_N, BLOCK_M) products S^T and dP^T
     GRAD_LAYOUT: gl.constexpr,  # registers: (BLOCK_N, HEAD_DIM) accumulators dK and dV
+    KEYS_IN_REGISTERS: gl.constexpr,  # K and V as register operands of S^T and dP^T
     num_warps: gl.constexpr,
 ):
     dtype: gl.constexpr = Q.dtype.element_ty
@@ -247,6 +248,19 @@ def _attn_bwd_dkdv_gluon_kernel(
     dv = warpgroup_mma_init(gl.zeros([BLOCK_N, HEAD_DIM], gl.float32, GRAD_LAYOUT))
     scores_init = gl.zeros([BLOCK_N, BLOCK_M], gl.float32, SCORES_LAYOUT)  # ignored: use_acc=False
     mbarrier.wait(keys_ready, 0)
+    if KEYS_IN_REGISTERS:
+        # This program's K and V never change: read once into registers, they are the A
+        # operands of S^T and dP^T, and those products then read only Q and dO from shared
+        # memory (a 64 x 64 x 16 product with both operands there reads 128 bytes per clock,
+        # the shared memory's whole bandwidth). Same results, bit for bit.
+        keys_operand_layout: gl.constexpr = gl.DotOperandLayout(
+            operand_index=0, parent=SCORES_LAYOUT, k_width=2
+        )
+        k_operand = k_smem.load(keys_operand_layout)
+        v_operand = v_smem.load(keys_operand_layout)
+    else:
+        k_operand = k_smem
+        v_operand = v_smem
 
     for i in range(n_iters):
         stage = i % NUM_STAGES
@@ -256,10 +270,10 @@ def _attn_bwd_dkdv_gluon_kernel(
             q_tile = q_smem.index(stage).slice(t * BLOCK_M, BLOCK_M)
             do_tile = do_smem.index(stage).slice(t * BLOCK_M, BLOCK_M)
             scores_t = warpgroup_mma(
-                k_smem, q_tile.permute((1, 0)), scores_init, use_acc=False, is_async=True
+                k_operand, q_tile.permute((1, 0)), scores_init, use_acc=False, is_async=True
             )  # S^T = K Q^T, (BLOCK_N, BLOCK_M)
             dprobs_t = warpgroup_mma(
-                v_smem, do_tile.permute((1, 0)), scores_init, use_acc=False, is_async=True
+                v_operand, do_tile.permute((1, 0)), scores_init, use_acc=False, is_async=True
             )  # dP^T = V dO^T
             # Products retire in issue order: this waits for the previous tile's dV and dK and
             # for S^T, and leaves dP^T running.
@@ -333,13 +347,23 @@ def gluon_dkdv_layouts(
     head_dim: int, dtype: torch.dtype, block_m: int, block_n: int, num_warps: int,
     query_tiles: int = 1,
 ):  # fmt: skip
-    """The dK/dV kernel's shared and register layouts (constexpr arguments)."""
+    """The dK/dV kernel's shared and register layouts, and where K and V live (constexpr
+    arguments)."""
     _check_rows_per_warp("BLOCK_N", block_n, num_warps)  # key rows across the warps
     return dict(
         **_tile_layouts(head_dim, dtype, query_tiles * block_m, block_n),
         STATS_LAYOUT=gl.NVMMASharedLayout(swizzle_byte_width=0, element_bitwidth=32, rank=2),
         SCORES_LAYOUT=_mma_layout(num_warps, block_m),  # S^T: (BLOCK_N, BLOCK_M)
         GRAD_LAYOUT=_mma_layout(num_warps, head_dim),
+        # Where they fit: at head_dim 64 and 64-query tiles K and V add 32 registers per thread
+        # (221 in all, still two programs per SM; the backward at 16K took 3.37 against 3.49
+        # ms, ninth session, probe 1); at head_dim 128 the accumulators alone take 128 and they
+        # would spill. Only with two or more query tiles per copy: at one, causal, the ptxas
+        # that Triton 3.6 bundles (12.8) reuses K's and V's registers inside the loop while
+        # later iterations still read them (a known ptxas bug with register-operand wgmma,
+        # fixed in CUDA 13.3), and dK, dV come out wrong (probe 3). The SASS test checks that
+        # the shipped tile keeps them untouched through the loop.
+        KEYS_IN_REGISTERS=head_dim <= 64 and block_m <= 64 and query_tiles >= 2,
     )
 
 
