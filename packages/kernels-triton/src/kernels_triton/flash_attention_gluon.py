@@ -24,14 +24,17 @@ refilled once the products that read it have retired, which the in-order complet
 warpgroup products tells: after the first wait of iteration i, everything issued in iteration
 i - 1 is done. In the dK/dV kernel each buffer holds QUERY_TILES query tiles (two on the
 autotuned path) that one iteration works through in turn: the copies, the mbarrier wait and
-the CTA barriers around the refill are then paid once per two tiles.
+the CTA barriers around the refill are then paid once per two tiles. There K and V, fixed for
+the whole program, are read into registers once and fed to S^T and dP^T from there, so those
+products read only Q and dO from shared memory (KEYS_IN_REGISTERS, gluon_dkdv_layouts).
 
 Inputs are 16-bit (bf16 or fp16) with unit stride along head_dim and 16-byte aligned rows, as the
 copy engine needs; flash_attention_triton.py decides when to use these kernels and keeps the
 Triton ones for everything else. The mathematics is the Triton kernels', including the causal
 diagonal band (masked) and the zero rows the copy engine returns past the end of a sequence.
 Measured on the H100 (B1 H16 T16K D64 causal): the backward 3.37-3.46 ms against 3.55 with the
-Triton kernels; equal at 4K-8K tokens and at head_dim 32; slower at head_dim 128.
+Triton kernels; equal at 4K-8K tokens and at head_dim 32; slower at head_dim 128. With K and V
+in registers (ninth session): 3.37 against 3.49 ms in the same process, cuDNN 3.29.
 
 The forward works differently: one product at a time (S = Q K^T, its softmax, then O += P~ V),
 but with one warpgroup per 64-query program and 128-key tiles in two buffers it needs 157
@@ -360,9 +363,10 @@ def gluon_dkdv_layouts(
         # ms, ninth session, probe 1); at head_dim 128 the accumulators alone take 128 and they
         # would spill. Only with two or more query tiles per copy: at one, causal, the ptxas
         # that Triton 3.6 bundles (12.8) reuses K's and V's registers inside the loop while
-        # later iterations still read them (a known ptxas bug with register-operand wgmma,
-        # fixed in CUDA 13.3), and dK, dV come out wrong (probe 3). The SASS test checks that
-        # the shipped tile keeps them untouched through the loop.
+        # later iterations still read them, though the PTX leaves them alone, and dK, dV come
+        # out wrong (probe 3; register reuse under register-operand wgmma is a ptxas bug
+        # reported in triton-lang/triton PR 11781, fixed in CUDA 13.3). The SASS test checks
+        # that the shipped tile keeps them untouched through the loop.
         KEYS_IN_REGISTERS=head_dim <= 64 and block_m <= 64 and query_tiles >= 2,
     )
 
