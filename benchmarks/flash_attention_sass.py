@@ -7,7 +7,10 @@ instructions one thread issues per iteration and how many of each kind (HGMMA: t
 MUFU.EX2: exp2; F2FP: float32 -> 16-bit packs; LDGSTS: per-element asynchronous copies; U*: the
 uniform datapath's loop bookkeeping), and `waits_leave_running`: for each tensor-core wait in
 the loop, how many products it lets run on (0 everywhere in the Triton kernels; the Gluon
-kernels leave one running so that exp2 and the tensor cores work at once). This is how the
+kernels leave one running so that exp2 and the tensor cores work at once);
+`hgmma_a_in_registers`: products whose A operand comes from registers, not shared memory;
+`hgmma_a_loop_invariant`: of those, the ones whose registers no instruction in the loop rewrites
+(how the ninth session caught ptxas clobbering K and V in the dK/dV loop). This is how the
 fifth session found that masked pointer loads of L and D took ~250 of the dK/dV loop's ~600
 instructions per thread.
 
