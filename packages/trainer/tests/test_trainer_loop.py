@@ -211,3 +211,28 @@ def test_resume_latest_starts_fresh_then_continues(tmp_path):
     assert resumed[: len(records)] == records  # the first ten steps are kept as they were
     assert [r["step"] for r in resumed if "train_loss" in r] == list(range(1, 21))
     assert resumed[-1]["wall_s"] > records[-1]["wall_s"]  # wall clock continues
+
+
+class _SteadyLM(TinyLM):
+    """TinyLM whose every forward takes at least 30 ms: a step of known length."""
+
+    def forward(self, ids):
+        import time
+
+        time.sleep(0.03)
+        return super().forward(ids)
+
+
+def test_throughput_windows_follow_the_steps_not_the_late_read_back(tmp_path):
+    """Each logged tokens/s covers the steps of its window, measured from step end to step end,
+    though the host reads each step back two steps late and in a burst before every evaluation,
+    checkpoint and the end. Timed at read-back instead, the window before a burst shrank to
+    nearly nothing on the CPU (the last one read 49,657k tokens/s in a 6-step run), and on a
+    GPU the last window of a host-bound run read 25% high."""
+    cfg = config(max_steps=12, log_interval=3, eval_interval=6, checkpoint_interval=6)
+    make_trainer(tmp_path, cfg, model=_SteadyLM()).fit()
+    train = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "train_loss" in r]
+    assert [r["step"] for r in train] == [3, 6, 9, 12]
+    ceiling = 8 * 16 / 0.03  # tokens per step over the step's least duration
+    for record in train:
+        assert 0.3 * ceiling < record["tokens_per_s"] < ceiling, record

@@ -85,7 +85,10 @@ def _total_grad_norm(params: list[torch.nn.Parameter]) -> torch.Tensor:
 
 @dataclass
 class _StepNumbers:
-    """One step's (loss, grad norm), copied device -> host without blocking the host."""
+    """One step's (loss, grad norm), copied device -> host without blocking the host, and when
+    the step ended: on a GPU the event that follows its last kernel (timed on the device's own
+    clock, so it does not matter how late the host reads it), on the CPU the host clock (the
+    step ran synchronously)."""
 
     step: int
     tokens_seen: int
@@ -94,15 +97,26 @@ class _StepNumbers:
     host: torch.Tensor
     copied: torch.cuda.Event | None
     skipped: bool
+    ended_at: float  # host clock when the step was queued: its end on the CPU
 
     @classmethod
     def start_copy(cls, step, tokens_seen, tokens, lr, stats: torch.Tensor, skipped: bool):
         if stats.device.type != "cuda":
-            return cls(step, tokens_seen, tokens, lr, stats, None, skipped)
+            return cls(step, tokens_seen, tokens, lr, stats, None, skipped, time.perf_counter())
         host = stats.to("cpu", non_blocking=True)  # lands in pinned memory
-        copied = torch.cuda.Event()
+        copied = torch.cuda.Event(enable_timing=True)
         copied.record()
-        return cls(step, tokens_seen, tokens, lr, host, copied, skipped)
+        return cls(step, tokens_seen, tokens, lr, host, copied, skipped, time.perf_counter())
+
+    @property
+    def end_mark(self) -> torch.cuda.Event | float:
+        return self.copied if self.copied is not None else self.ended_at
+
+    def seconds_since(self, mark: torch.cuda.Event | float) -> float:
+        """Seconds from `mark` (an earlier step's end_mark, or _clock_mark's) to this step's end."""
+        if self.copied is not None:
+            return mark.elapsed_time(self.copied) / 1e3
+        return self.ended_at - mark
 
     def values(self) -> tuple[float, float]:
         if self.copied is not None:
@@ -231,7 +245,9 @@ class Trainer:
         # waiting for the device to finish a step (not overhead: the device is busy).
         self.timings = dict.fromkeys(("step", "data", "wait", "log", "eval", "checkpoint"), 0.0)
         self._wall_start = time.perf_counter()
-        self._window = (self._wall_start, 0)  # (start time, tokens) of the throughput window
+        # The throughput window: (where it starts: a step's end mark, tokens since, seconds of
+        # evaluation and checkpointing inside it, which do not count).
+        self._window = (self._clock_mark(), 0, 0.0)
 
     def _loader(self, data: Any, seed: int, name: str, prefetch: bool | None = None):
         if hasattr(data, "next") and hasattr(data, "state_dict"):
@@ -258,7 +274,7 @@ class Trainer:
         self._start()
         self.model.train()
         self._wall_start = time.perf_counter()
-        self._window = (self._wall_start, 0)
+        self._window = (self._clock_mark(), 0, 0.0)
         self._last_train_loss = self._last_val_loss = None
         pending: collections.deque[_StepNumbers] = collections.deque()
         try:
@@ -331,8 +347,16 @@ class Trainer:
         fn()
         spent = time.perf_counter() - t0
         self.timings[name] += spent
-        window_start, window_tokens = self._window
-        self._window = (window_start + spent, window_tokens)
+        window_start, window_tokens, excluded = self._window
+        self._window = (window_start, window_tokens, excluded + spent)
+
+    def _clock_mark(self) -> torch.cuda.Event | float:
+        """Now, on the clock the steps' ends are measured on (see _StepNumbers)."""
+        if self.device.type != "cuda":
+            return time.perf_counter()
+        mark = torch.cuda.Event(enable_timing=True)
+        mark.record()
+        return mark
 
     def _evaluate_and_log(self) -> None:
         self._last_val_loss = self.evaluate()
@@ -437,15 +461,19 @@ class Trainer:
                 self.checkpointer.wait()  # the last good checkpoint is complete
             raise NonFiniteLossError(numbers.step, loss, grad_norm, self.last_checkpoint)
         self._last_train_loss = loss
-        window_start, window_tokens = self._window
+        window_start, window_tokens, excluded = self._window
         window_tokens += numbers.tokens
         at_end = numbers.step == self.config.max_steps
         if numbers.step % self.config.log_interval == 0 or at_end or numbers.skipped:
-            tokens_per_s = window_tokens / max(t1 - window_start, 1e-9)
+            # From the end of the window's first step to the end of this one, not to now: the
+            # host reads steps back late, and in bursts before an evaluation, a checkpoint or
+            # the end, so its own clock would stretch one window and shrink the next.
+            seconds = numbers.seconds_since(window_start) - excluded
+            tokens_per_s = window_tokens / max(seconds, 1e-9)
             record = self._train_record(numbers, loss, grad_norm, tokens_per_s)
             self.logger.log(record)
-            window_start, window_tokens = t1, 0
-        self._window = (window_start, window_tokens)
+            window_start, window_tokens, excluded = numbers.end_mark, 0, 0.0
+        self._window = (window_start, window_tokens, excluded)
         self.logger.progress(numbers.step, loss)
         self.timings["log"] += time.perf_counter() - t1
 
