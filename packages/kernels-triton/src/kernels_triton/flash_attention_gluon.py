@@ -76,6 +76,23 @@ def _head_tiles(
 
 
 @gluon.jit
+def _key_descriptors(
+    K, V, batch, head, stride_kb, stride_kh, stride_kt, stride_vb, stride_vh, stride_vt, n_keys,
+    BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr, KEY_TILE_LAYOUT: gl.constexpr,
+):  # fmt: skip
+    """Descriptors on one (batch, head)'s K and V row tiles, which every kernel reads."""
+    k_desc = _head_tiles(
+        K, batch, head, stride_kb, stride_kh, stride_kt, n_keys, BLOCK_N, HEAD_DIM,
+        KEY_TILE_LAYOUT,
+    )  # fmt: skip
+    v_desc = _head_tiles(
+        V, batch, head, stride_vb, stride_vh, stride_vt, n_keys, BLOCK_N, HEAD_DIM,
+        KEY_TILE_LAYOUT,
+    )  # fmt: skip
+    return k_desc, v_desc
+
+
+@gluon.jit
 def _head_descriptors(
     Q, DO, K, V, batch, head, stride_qb, stride_qh, stride_qt, stride_dob, stride_doh,
     stride_dot, stride_kb, stride_kh, stride_kt, stride_vb, stride_vh, stride_vt, n_queries,
@@ -92,13 +109,9 @@ def _head_descriptors(
         DO, batch, head, stride_dob, stride_doh, stride_dot, n_queries, BLOCK_M, HEAD_DIM,
         QUERY_TILE_LAYOUT,
     )  # fmt: skip
-    k_desc = _head_tiles(
-        K, batch, head, stride_kb, stride_kh, stride_kt, n_keys, BLOCK_N, HEAD_DIM,
-        KEY_TILE_LAYOUT,
-    )  # fmt: skip
-    v_desc = _head_tiles(
-        V, batch, head, stride_vb, stride_vh, stride_vt, n_keys, BLOCK_N, HEAD_DIM,
-        KEY_TILE_LAYOUT,
+    k_desc, v_desc = _key_descriptors(
+        K, V, batch, head, stride_kb, stride_kh, stride_kt, stride_vb, stride_vh, stride_vt,
+        n_keys, BLOCK_N, HEAD_DIM, KEY_TILE_LAYOUT,
     )  # fmt: skip
     return q_desc, do_desc, k_desc, v_desc
 
@@ -724,13 +737,9 @@ def _attn_fwd_gluon_kernel(
         Q, batch, head, stride_qb, stride_qh, stride_qt, n_queries, BLOCK_M, HEAD_DIM,
         QUERY_TILE_LAYOUT,
     )  # fmt: skip
-    k_desc = _head_tiles(
-        K, batch, head, stride_kb, stride_kh, stride_kt, n_keys, BLOCK_N, HEAD_DIM,
-        KEY_TILE_LAYOUT,
-    )  # fmt: skip
-    v_desc = _head_tiles(
-        V, batch, head, stride_vb, stride_vh, stride_vt, n_keys, BLOCK_N, HEAD_DIM,
-        KEY_TILE_LAYOUT,
+    k_desc, v_desc = _key_descriptors(
+        K, V, batch, head, stride_kb, stride_kh, stride_kt, stride_vb, stride_vh, stride_vt,
+        n_keys, BLOCK_N, HEAD_DIM, KEY_TILE_LAYOUT,
     )  # fmt: skip
     q_smem = gl.allocate_shared_memory(dtype, [BLOCK_M, HEAD_DIM], QUERY_TILE_LAYOUT)
     k_smem, v_smem, ready = _key_tile_ring(dtype, NUM_STAGES, BLOCK_N, HEAD_DIM, KEY_TILE_LAYOUT)
