@@ -117,8 +117,9 @@ def _compile_for_sm90(source_class, kernel, head_dim: int, tile, **constants):
 def compile_gluon_sass(
     which: str, head_dim: int, tile: tuple[int, int, int, int], query_tiles: int = 1
 ):
-    """SASS of a Gluon kernel (flash_attention_gluon.py; `which` is "fwd_gluon", "dq_gluon" or
-    "dkdv_gluon", the latter with `query_tiles` query tiles per copy) for sm_90, bf16, causal."""
+    """SASS of a Gluon kernel (flash_attention_gluon.py; `which` is "fwd_gluon", "dq_gluon",
+    "dkdv_gluon" or "dkdv_fused_gluon" (dQ added in by the copy engine), the last two with
+    `query_tiles` query tiles per copy) for sm_90, bf16, causal."""
     import torch
     from triton.experimental.gluon._runtime import GluonASTSource
 
@@ -140,7 +141,13 @@ def compile_gluon_sass(
         constants = dict(
             QUERY_TILES=query_tiles,
             **gluon_module.gluon_dkdv_layouts(
-                head_dim, torch.bfloat16, block_m, block_n, num_warps, query_tiles
+                head_dim,
+                torch.bfloat16,
+                block_m,
+                block_n,
+                num_warps,
+                query_tiles,
+                fused_dq=which == "dkdv_fused_gluon",
             ),
         )
     return _compile_for_sm90(
@@ -254,6 +261,7 @@ def main() -> None:
         "fwd_gluon": args.gluon_fwd_tile,
         "dq_gluon": args.gluon_dq_tile,
         "dkdv_gluon": args.gluon_dkdv_tile,
+        "dkdv_fused_gluon": args.gluon_dkdv_tile,
     }
     for which in tiles:
         if which.endswith("_gluon"):
@@ -266,7 +274,7 @@ def main() -> None:
             )
         for number, mix in enumerate(loop_mixes(sass)):
             row = {"kernel": which, "head_dim": args.head_dim, "tile": list(tiles[which])}
-            if which == "dkdv_gluon":
+            if which.startswith("dkdv_"):
                 row["query_tiles"] = args.gluon_dkdv_query_tiles
             row.update(registers=registers, loop=number, **mix)
             row["module"] = args.module or "kernels_triton.flash_attention_triton"

@@ -317,6 +317,96 @@ def test_gluon_backward_against_float64(
         assert err < 1.1 * triton_err + 1e-6, (name, err, triton_err)
 
 
+# The fused-dQ Gluon dK/dV kernel at the shipped tile (two programs per SM) and at 128-key
+# tiles over 8 warps (two warpgroups split dQ's columns); three buffers of the latter do not
+# fit in shared memory at head_dim 128.
+FUSED_GLUON_CASES = [
+    (shape, is_causal, tile)
+    for shape, is_causal in GLUON_CASES
+    for tile in ((64, 64, 4, 2), (64, 128, 8, 3))
+    if tile[1] == 64 or shape[-1] <= 64
+]
+
+
+@pytest.mark.skipif(not _hopper(), reason="needs sm_90")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("shape, is_causal, tile", FUSED_GLUON_CASES)
+def test_gluon_fused_dq_backward_against_float64(
+    shape, is_causal, tile, dtype, attention_ref, rel_err
+):
+    """dQ, dK and dV when the Gluon dK/dV kernel also forms dQ (config.gluon_backward with
+    config.fused_dq; dS K added into a float32 dQ by the copy engine) against float64, every
+    element written (NaN poison first), as close as the Triton kernels'. Two query tiles per
+    copy: a sequence's last copy may hold a tile past its end, whose dQ rows the copy engine
+    must drop."""
+    from dataclasses import replace
+
+    from kernels_triton.flash_attention_triton import (
+        TileConfig,
+        default_config,
+        flash_attention_triton_backward,
+        flash_attention_triton_forward,
+    )
+
+    q, k, v, grad_out = _inputs(shape, dtype, seed=hash((shape, is_causal, 9)) % 2**31)
+    _, _, *ref_grads = attention_ref(q, k, v, grad_out, is_causal)
+    triton_config = default_config(shape[-1], dtype)
+    fused_config = replace(
+        triton_config, gluon_backward=True, fused_dq=True, gluon_dkdv_query_tiles=2,
+        dkdv=TileConfig(*tile),
+    )  # fmt: skip
+    out, lse = flash_attention_triton_forward(q, k, v, is_causal, triton_config)
+    poisoned = tuple(torch.full_like(t, float("nan")) for t in (q, k, v))
+    grads = flash_attention_triton_backward(
+        q, k, v, out, lse, grad_out, is_causal, fused_config, grads=poisoned
+    )
+    triton_grads = flash_attention_triton_backward(
+        q, k, v, out, lse, grad_out, is_causal, triton_config
+    )
+    for name, got, want, triton_got in zip(("dQ", "dK", "dV"), grads, ref_grads, triton_grads):
+        assert torch.isfinite(got).all(), f"{name}: unwritten (NaN poison) or non-finite elements"
+        err, triton_err = rel_err(got, want), rel_err(triton_got, want)
+        print(f"{name} {dtype} {shape} {tile} causal={is_causal}: fused gluon {err:.2e} "
+              f"triton {triton_err:.2e}")  # fmt: skip
+        assert err < TOLERANCE[dtype], (name, err)
+        assert err < 1.1 * triton_err + 1e-6, (name, err, triton_err)
+
+
+@pytest.mark.skipif(not _hopper(), reason="needs sm_90")
+def test_autotuned_fused_backward_runs_the_gluon_dkdv_kernel_alone(monkeypatch, rel_err):
+    """With FUSED_DQ on the autotuned path where the Gluon kernels apply: no dQ kernel, one
+    dK/dV launch given the float32 dQ accumulator; the result matches the two-kernel one."""
+    import kernels_triton.flash_attention_triton as fat
+
+    calls = []
+
+    def spying(name, real):
+        def spy(*args, **kwargs):
+            calls.append((name, kwargs.get("dq_acc") is not None))
+            return real(*args, **kwargs)
+
+        return spy
+
+    monkeypatch.setattr(fat, "GLUON_MIN_SCORES", 2 * 2048 * 2048)  # a test-sized threshold
+    for name in ("attn_bwd_dq_gluon", "attn_bwd_dkdv_gluon"):
+        monkeypatch.setattr(fat, name, spying(name, getattr(fat, name)))
+    q, k, v, grad_out = _inputs((1, 2, 2048, 2048, 64), torch.bfloat16, seed=5)
+    out, lse = fat.flash_attention_triton_forward(q, k, v, True)
+    results = {}
+    for fused in (False, True):
+        monkeypatch.setattr(fat, "FUSED_DQ", fused)
+        calls.clear()
+        results[fused] = fat.flash_attention_triton_backward(q, k, v, out, lse, grad_out, True)
+        expected = (
+            [("attn_bwd_dkdv_gluon", True)]
+            if fused
+            else [("attn_bwd_dq_gluon", False), ("attn_bwd_dkdv_gluon", False)]
+        )
+        assert calls == expected, (fused, calls)
+    for pair, fused in zip(results[False], results[True]):
+        assert rel_err(fused, pair) < 4e-3
+
+
 @pytest.mark.skipif(not _hopper(), reason="needs sm_90")
 def test_autotuned_backward_picks_gluon_where_it_applies(monkeypatch):
     """With no config: the Gluon kernels from STATS_TMA_MIN_QUERIES queries and GLUON_MIN_SCORES

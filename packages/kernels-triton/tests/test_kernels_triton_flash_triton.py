@@ -250,3 +250,25 @@ def test_kernels_work_without_gluon():
     script = script.replace("TESTS", repr(tests))
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_gluon_launch_shapes_that_cannot_run_are_errors():
+    """Caught on the host before a launch, with what is wrong: a Gluon kernel given one buffer
+    (its ring refills the buffer the previous iteration read, so with one the first copy is
+    never issued and the program would wait forever, as a probe of the tenth session did), and a
+    fused-dQ dK/dV tile whose dQ rows do not fill whole warpgroups."""
+    gluon = pytest.importorskip("kernels_triton.flash_attention_gluon")
+    t = torch.zeros(1, 1, 64, 64, dtype=torch.bfloat16)
+    stats = torch.zeros(2, 1, 64)
+    scales = (64, 1.0, 1.0)
+    with pytest.raises(ValueError, match="num_stages=1"):
+        gluon.attn_bwd_dkdv_gluon(t, t, t, t, stats, t, t, True, *scales, num_stages=1)
+    with pytest.raises(ValueError, match="num_stages=1"):
+        gluon.attn_bwd_dq_gluon(t, t, t, t, t, stats[0], stats, t, True, *scales, num_stages=1)
+    with pytest.raises(ValueError, match="num_stages=1"):
+        gluon.attn_fwd_gluon(t, t, t, t, stats[0], True, 1.0, num_stages=1)
+    with pytest.raises(ValueError, match="BLOCK_M a multiple of 64"):
+        gluon.gluon_dkdv_layouts(64, torch.bfloat16, 32, 64, 4, 2, fused_dq=True)
+    with pytest.raises(ValueError, match="BLOCK_M a multiple of 64"):
+        gluon.gluon_dkdv_layouts(64, torch.bfloat16, 128, 64, 4, 2, fused_dq=True)
+    assert gluon.gluon_dkdv_layouts(64, torch.bfloat16, 64, 128, 8, 2, fused_dq=True)["FUSED_DQ"]

@@ -42,7 +42,7 @@ def test_dkdv_loops_stream_row_statistics_without_per_element_copies(loops):
         assert "LDGSTS" not in loop["mix"], loop
         assert loop["mix"]["MUFU.EX2"] == 32  # one exp2 per score: 64 x 64 over 128 threads
     assert dkdv[1]["instructions"] < 400, dkdv[1]
-    kernels = {"fwd", "dkdv", "dq", "fwd_gluon", "dq_gluon", "dkdv_gluon"}
+    kernels = {"fwd", "dkdv", "dq", "fwd_gluon", "dq_gluon", "dkdv_gluon", "dkdv_fused_gluon"}
     assert {loop["kernel"] for loop in loops} == kernels
     # Triton waits for each product it issues before the next step (every wait leaves none
     # running), which is what the Gluon kernels exist to avoid.
@@ -76,6 +76,23 @@ def test_gluon_loops_overlap_exp2_with_the_next_product(loops):
     assert dq["mix"]["HGMMA.64"] == 16 and dq["mix"]["MUFU.EX2"] == 64, dq
     for loop in (dq, dkdv):
         assert "LDGSTS" not in loop["mix"], loop
+
+
+def test_fused_dq_loop_adds_each_tile_by_one_bulk_reduction(loops):
+    """The dK/dV kernel with dQ fused in: per query tile a fifth product (dS K, 4 HGMMA) and one
+    bulk reduction of the whole float32 dQ tile by the copy engine (UTMAREDG), no per-element
+    atomics. Its waits still each leave a product running: ptxas has not serialised the loop
+    (it does when a product carried round the loop is read after its wait, which is why dS K
+    is waited for within its own tile). K and V stay loop-invariant register operands, and
+    the program still fits twice per SM."""
+    (fused,) = [loop for loop in loops if loop["kernel"] == "dkdv_fused_gluon"]
+    assert fused["query_tiles"] == 2, fused
+    assert fused["waits_leave_running"] == [1] * 6, fused
+    assert fused["mix"]["HGMMA.64"] == 40 and fused["mix"]["MUFU.EX2"] == 64, fused
+    assert fused["mix"]["UTMAREDG"] == 2, fused  # one per query tile
+    assert not {"RED", "ATOM", "ATOMG", "REDG", "LDGSTS"} & set(fused["mix"]), fused
+    assert fused["hgmma_a_loop_invariant"] == 16, fused
+    assert fused["registers"] <= 255, fused
 
 
 def test_gluon_forward_masks_only_in_its_band_loop(loops):

@@ -51,15 +51,30 @@ import functools
 
 import torch
 import triton
+from triton._C.libtriton import ir
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language._core import builtin
 from triton.experimental.gluon.language.nvidia.hopper import (
+    fence_async_shared,
     mbarrier,
     tma,
     warpgroup_mma,
     warpgroup_mma_init,
     warpgroup_mma_wait,
 )
+
+
+@builtin
+def _async_add_shared_to_global(tensor_desc, coord, src, _semantic=None):
+    """Add a shared-memory tile into global memory at `coord` by the copy engine (one bulk
+    reduction, Hopper's cp.reduce.async.bulk.tensor). Gluon 3.6 builds this operation (its
+    builder has it) but exposes no function for it; this is tma.async_copy_shared_to_global
+    with an add. Like a store, it is waited for with tma.store_wait."""
+    coord = _semantic._convert_to_ir_values(coord, require_i64=False)
+    _semantic.builder.create_async_tma_reduce(
+        ir.DESCRIPTOR_REDUCE_KIND.ADD, tensor_desc.handle, coord, src.handle
+    )
 
 
 @gluon.jit
@@ -168,6 +183,7 @@ def _attn_bwd_dkdv_gluon_kernel(
     STATS,  # float32 (2, B*H, stats_stride): L * log2(e) rows, then D rows
     DK,
     DV,
+    DQ_ACC,  # float32 (B, H, T_q, D), zeroed; only read with FUSED_DQ
     stride_qb,
     stride_qh,
     stride_qt,
@@ -186,6 +202,9 @@ def _attn_bwd_dkdv_gluon_kernel(
     stride_dvb,
     stride_dvh,
     stride_dvt,
+    stride_dqb,
+    stride_dqh,
+    stride_dqt,
     n_heads,
     n_bh,
     n_queries,
@@ -205,6 +224,10 @@ def _attn_bwd_dkdv_gluon_kernel(
     SCORES_LAYOUT: gl.constexpr,  # registers: (BLOCK_N, BLOCK_M) products S^T and dP^T
     GRAD_LAYOUT: gl.constexpr,  # registers: (BLOCK_N, HEAD_DIM) accumulators dK and dV
     KEYS_IN_REGISTERS: gl.constexpr,  # K and V as register operands of S^T and dP^T
+    FUSED_DQ: gl.constexpr,  # also dQ += dS K / sqrt(d), added into DQ_ACC by the copy engine
+    DSCORES_LAYOUT: gl.constexpr,  # shared: (BLOCK_N, BLOCK_M) dS^T, read back as dS (FUSED_DQ)
+    DQ_TILE_LAYOUT: gl.constexpr,  # shared: (BLOCK_M, HEAD_DIM) float32 dQ parts (FUSED_DQ)
+    DQ_LAYOUT: gl.constexpr,  # registers: (BLOCK_M, HEAD_DIM) the product dS K (FUSED_DQ)
     num_warps: gl.constexpr,
 ):
     dtype: gl.constexpr = Q.dtype.element_ty
@@ -235,6 +258,16 @@ def _attn_bwd_dkdv_gluon_kernel(
     for buffer in gl.static_range(NUM_STAGES):
         mbarrier.init(ready.index(buffer), count=1)
     mbarrier.init(keys_ready, count=1)
+    if FUSED_DQ:
+        # dS^T goes through shared memory, where the dQ product reads it transposed, and each
+        # finished dQ part through a float32 tile that the copy engine adds into DQ_ACC.
+        dq_desc = _head_tiles(
+            DQ_ACC, batch, head, stride_dqb, stride_dqh, stride_dqt, n_queries, BLOCK_M,
+            HEAD_DIM, DQ_TILE_LAYOUT,
+        )  # fmt: skip
+        dscores_smem = gl.allocate_shared_memory(dtype, [BLOCK_N, BLOCK_M], DSCORES_LAYOUT)
+        dq_smem = gl.allocate_shared_memory(gl.float32, [BLOCK_M, HEAD_DIM], DQ_TILE_LAYOUT)
+        dq_init = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, DQ_LAYOUT)  # ignored: use_acc=False
 
     # Queries before start_n see none of these keys (causal); the loop runs over the rest.
     query_lo = start_n if CAUSAL else 0
@@ -315,10 +348,28 @@ def _attn_bwd_dkdv_gluon_kernel(
             dprobs_t = warpgroup_mma_wait(num_outstanding=1, deps=(dprobs_t,))
             delta = delta_smem.index(stage).slice(t * BLOCK_M, BLOCK_M, 1).load(SCORES_LAYOUT)
             dscores_t = probs_t * (dprobs_t - delta)  # dS^T = P^T (dP^T - D)
-            dscores_op = gl.convert_layout(dscores_t.to(dtype), operand_layout)
+            dscores_lo = dscores_t.to(dtype)
+            if FUSED_DQ:
+                # dS for the dQ product, which reads it from shared memory transposed (the
+                # previous tile's dQ product, its last reader, has retired).
+                dscores_smem.store(dscores_lo)
+                fence_async_shared()
+                gl.thread_barrier()  # every warp's rows are in before the warpgroup reads them
+                dq_part = warpgroup_mma(
+                    dscores_smem.permute((1, 0)), k_smem, dq_init, use_acc=False, is_async=True
+                )  # dS K, (BLOCK_M, HEAD_DIM)
+            dscores_op = gl.convert_layout(dscores_lo, operand_layout)
             dk = warpgroup_mma(dscores_op, q_tile, dk, is_async=True)  # dK += dS^T Q
+            if FUSED_DQ:
+                # Wait for dS K only, add it into dQ while dK is computed. (Left running into
+                # the next tile instead, ptxas serialises every product of the loop: it does not
+                # see that a product carried round the loop has retired when its result is read.)
+                dq_part = warpgroup_mma_wait(num_outstanding=1, deps=(dq_part,))
+                _add_dq_part(dq_desc, dq_smem, dq_part, start_m, sm_scale)
 
     dk, dv = warpgroup_mma_wait(num_outstanding=0, deps=(dk, dv))
+    if FUSED_DQ:
+        tma.store_wait(0)  # the copy engine has read dq_smem before the program ends
     for buffer in gl.static_range(NUM_STAGES):
         mbarrier.invalidate(ready.index(buffer))
     mbarrier.invalidate(keys_ready)
@@ -331,6 +382,19 @@ def _attn_bwd_dkdv_gluon_kernel(
     dv_ptrs = _head_rows(DV, batch, head, stride_dvb, stride_dvh, stride_dvt, grad_rows, grad_cols)
     gl.store(dk_ptrs, dk.to(dtype), mask=in_range)
     gl.store(dv_ptrs, dv.to(dtype), mask=in_range)
+
+
+@gluon.jit
+def _add_dq_part(dq_desc, dq_smem, dq_part, start_m, sm_scale):
+    """Add one query tile's dS K / sqrt(d) into the float32 dQ accumulator: through dq_smem,
+    by one bulk reduction of the copy engine (the other key tiles' programs add theirs in any
+    order, so dQ's last bits vary run to run)."""
+    tma.store_wait(0)  # the previous part's reduction has read dq_smem
+    gl.thread_barrier()
+    dq_smem.store(dq_part * sm_scale)
+    fence_async_shared()
+    gl.thread_barrier()  # all rows written before the copy engine reads them
+    _async_add_shared_to_global(dq_desc, [start_m, 0], dq_smem)
 
 
 _GL_DTYPES = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}
@@ -353,6 +417,14 @@ def _tile_layouts(head_dim: int, dtype: torch.dtype, block_m: int, block_n: int)
     )
 
 
+def _check_ring(num_stages: int) -> None:
+    """Every Gluon kernel refills the buffer its previous iteration read while it works on the
+    current one: with a single buffer the first copy is never issued and the program waits
+    forever."""
+    if num_stages < 2:
+        raise ValueError(f"num_stages={num_stages}: the Gluon kernels need at least 2 buffers")
+
+
 def _check_rows_per_warp(name: str, rows: int, num_warps: int) -> None:
     if rows != 16 * num_warps:
         raise ValueError(f"{name}={rows} must be 16 rows per warp ({num_warps} warps)")
@@ -361,12 +433,35 @@ def _check_rows_per_warp(name: str, rows: int, num_warps: int) -> None:
 @functools.cache  # built once per tile: the launch is on the host's critical path
 def gluon_dkdv_layouts(
     head_dim: int, dtype: torch.dtype, block_m: int, block_n: int, num_warps: int,
-    query_tiles: int = 1,
+    query_tiles: int = 1, fused_dq: bool = False,
 ):  # fmt: skip
-    """The dK/dV kernel's shared and register layouts, and where K and V live (constexpr
-    arguments)."""
+    """The dK/dV kernel's shared and register layouts, where K and V live, and whether it also
+    forms dQ (constexpr arguments)."""
     _check_rows_per_warp("BLOCK_N", block_n, num_warps)  # key rows across the warps
+    dq_layouts = dict(DSCORES_LAYOUT=None, DQ_TILE_LAYOUT=None, DQ_LAYOUT=None)
+    if fused_dq:
+        # dS K, (BLOCK_M, HEAD_DIM): 16 query rows per warp in whole warpgroups (64 rows);
+        # warpgroups beyond BLOCK_M / 64 split its columns.
+        row_warps = block_m // 16
+        if block_m % 64 or num_warps % row_warps or head_dim * row_warps // num_warps % 8:
+            raise ValueError(
+                f"the fused dQ product needs BLOCK_M a multiple of 64 whose 16-row slices divide "
+                f"the {num_warps} warps, got BLOCK_M={block_m}"
+            )
+        dq_layouts = dict(
+            DSCORES_LAYOUT=gl.NVMMASharedLayout.get_default_for(
+                [block_n, block_m], _GL_DTYPES[dtype]
+            ),
+            DQ_TILE_LAYOUT=gl.NVMMASharedLayout.get_default_for([block_m, head_dim], gl.float32),
+            DQ_LAYOUT=gl.NVMMADistributedLayout(
+                version=[3, 0],
+                warps_per_cta=[row_warps, num_warps // row_warps],
+                instr_shape=[16, head_dim * row_warps // num_warps, 16],
+            ),
+        )
     return dict(
+        FUSED_DQ=fused_dq,
+        **dq_layouts,
         **_tile_layouts(head_dim, dtype, query_tiles * block_m, block_n),
         STATS_LAYOUT=gl.NVMMASharedLayout(swizzle_byte_width=0, element_bitwidth=32, rank=2),
         SCORES_LAYOUT=_mma_layout(num_warps, block_m),  # S^T: (BLOCK_N, BLOCK_M)
@@ -404,23 +499,31 @@ def gluon_supported(q4: torch.Tensor, *tensors: torch.Tensor) -> bool:
 
 def attn_bwd_dkdv_gluon(
     q4, k4, v4, do4, stats, dk, dv, is_causal, stats_stride, qk_scale, sm_scale,
-    block_m=64, block_n=64, num_warps=4, num_stages=3, query_tiles=1,
+    block_m=64, block_n=64, num_warps=4, num_stages=3, query_tiles=1, dq_acc=None,
 ):  # fmt: skip
     """Launch the Gluon dK/dV kernel on (B, H, T, D) tensors; `stats` is the (2, B*H,
-    stats_stride) float32 buffer of L * log2(e) and D that the dQ kernel wrote. Each copy
-    brings `query_tiles` query tiles of block_m rows (and each of the num_stages buffers holds
-    them), which the loop then works through one after another."""
+    stats_stride) float32 buffer of L * log2(e) and D that the dQ kernel (or the row-statistics
+    kernel) wrote. Each copy brings `query_tiles` query tiles of block_m rows (and each of the
+    num_stages buffers holds them), which the loop then works through one after another. With
+    `dq_acc`, a zeroed contiguous float32 (B, H, T, D) tensor, the kernel also adds dQ into
+    it."""
     batch, n_heads, n_queries, head_dim = q4.shape
     n_keys = k4.shape[2]
+    fused_dq = dq_acc is not None
+    if not fused_dq:
+        dq_acc = stats  # a placeholder pointer: the kernel does not touch it
+    _check_ring(num_stages)
     grid = (triton.cdiv(n_keys, block_n), batch * n_heads)
     _attn_bwd_dkdv_gluon_kernel[grid](
-        q4, k4, v4, do4, stats, dk, dv,
+        q4, k4, v4, do4, stats, dk, dv, dq_acc,
         *q4.stride()[:3], *k4.stride()[:3], *v4.stride()[:3], *do4.stride()[:3],
-        *dk.stride()[:3], *dv.stride()[:3],
+        *dk.stride()[:3], *dv.stride()[:3], *(dq_acc.stride()[:3] if fused_dq else (0, 0, 0)),
         n_heads, batch * n_heads, n_queries, n_keys, stats_stride, qk_scale, sm_scale,
         HEAD_DIM=head_dim, CAUSAL=is_causal, BLOCK_M=block_m, BLOCK_N=block_n,
         NUM_STAGES=num_stages, QUERY_TILES=query_tiles, num_warps=num_warps,
-        **gluon_dkdv_layouts(head_dim, q4.dtype, block_m, block_n, num_warps, query_tiles),
+        **gluon_dkdv_layouts(
+            head_dim, q4.dtype, block_m, block_n, num_warps, query_tiles, fused_dq
+        ),
     )  # fmt: skip
 
 
@@ -623,6 +726,7 @@ def attn_bwd_dq_gluon(
     into `stats` ((2, B*H, stats_stride) float32) for the dK/dV kernel."""
     batch, n_heads, n_queries, head_dim = q4.shape
     n_keys = k4.shape[2]
+    _check_ring(num_stages)
     grid = (triton.cdiv(n_queries, block_m), batch * n_heads)
     _attn_bwd_dq_gluon_kernel[grid](
         q4, k4, v4, do4, o4, lse, stats, dq,
@@ -817,6 +921,7 @@ def attn_fwd_gluon(
     `lse` ((B*H, T_q) float32)."""
     batch, n_heads, n_queries, head_dim = q4.shape
     n_keys = k4.shape[2]
+    _check_ring(num_stages)
     grid = (triton.cdiv(n_queries, block_m), batch * n_heads)
     _attn_fwd_gluon_kernel[grid](
         q4, k4, v4, out, lse,

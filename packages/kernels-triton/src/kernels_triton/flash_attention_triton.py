@@ -1291,14 +1291,6 @@ def flash_attention_triton_backward(
     key = _tune_key(q, bucket, constants)
 
     def launch(fused_dq: bool) -> None:
-        if not fused_dq and gluon_tiles is not None:  # the two-kernel backward in Gluon
-            dq_tile, dkdv_tile, query_tiles = gluon_tiles
-            scales = (stats_stride, sm_scale * LOG2E, sm_scale)
-            attn_bwd_dq_gluon(q4, k4, v4, do4, o4, lse, stats, dq, is_causal, *scales, *dq_tile)
-            attn_bwd_dkdv_gluon(
-                q4, k4, v4, do4, stats, dk, dv, is_causal, *scales, *dkdv_tile, query_tiles
-            )
-            return  # the Triton kernels' arguments below are not needed
         dq_acc = dk  # a placeholder pointer unless dQ is accumulated with atomics
         if fused_dq:  # float32 accumulator: dQ itself when it is float32, else a scratch buffer
             # No dQ kernel to form D and L * log2(e) on the way: a kernel of its own does.
@@ -1312,6 +1304,18 @@ def flash_attention_triton_backward(
                 if dq.dtype == torch.float32
                 else torch.zeros_like(dq, dtype=torch.float32)
             )
+        if gluon_tiles is not None:  # the backward in Gluon: dQ then dK/dV, or dK/dV and dQ
+            dq_tile, dkdv_tile, query_tiles = gluon_tiles
+            scales = (stats_stride, sm_scale * LOG2E, sm_scale)
+            if not fused_dq:
+                attn_bwd_dq_gluon(q4, k4, v4, do4, o4, lse, stats, dq, is_causal, *scales, *dq_tile)
+            attn_bwd_dkdv_gluon(
+                q4, k4, v4, do4, stats, dk, dv, is_causal, *scales, *dkdv_tile, query_tiles,
+                dq_acc=dq_acc if fused_dq else None,
+            )  # fmt: skip
+            if fused_dq:
+                dq.copy_(dq_acc)  # 16-bit inputs only: dq_acc is the scratch buffer
+            return  # the Triton kernels' arguments below are not needed
         dkdv_args = (
             q4, k4, v4, do4, lse2, delta, dk, dv, dq_acc,
             *_strides(q4), *_strides(k4), *_strides(v4), *_strides(do4), *_strides(dk),
