@@ -267,8 +267,28 @@ def test_gluon_launch_shapes_that_cannot_run_are_errors():
         gluon.attn_bwd_dq_gluon(t, t, t, t, t, stats[0], stats, t, True, *scales, num_stages=1)
     with pytest.raises(ValueError, match="num_stages=1"):
         gluon.attn_fwd_gluon(t, t, t, t, stats[0], True, 1.0, num_stages=1)
-    with pytest.raises(ValueError, match="BLOCK_M a multiple of 64"):
-        gluon.gluon_dkdv_layouts(64, torch.bfloat16, 32, 64, 4, 2, fused_dq=True)
-    with pytest.raises(ValueError, match="BLOCK_M a multiple of 64"):
-        gluon.gluon_dkdv_layouts(64, torch.bfloat16, 128, 64, 4, 2, fused_dq=True)
-    assert gluon.gluon_dkdv_layouts(64, torch.bfloat16, 64, 128, 8, 2, fused_dq=True)["FUSED_DQ"]
+    with pytest.raises(ValueError, match="head_dim a multiple of 64"):
+        gluon.gluon_dkdv_layouts(32, torch.bfloat16, 64, 64, 4, 2, fused_dq=True)
+    with pytest.raises(ValueError, match="head_dim a multiple of 64"):  # 128 rows, 4 warps
+        gluon.gluon_dkdv_layouts(128, torch.bfloat16, 64, 64, 4, 2, fused_dq=True)
+    for head_dim, block_n, warps in ((64, 64, 4), (64, 128, 8), (128, 128, 8)):
+        layouts = gluon.gluon_dkdv_layouts(head_dim, torch.bfloat16, 64, block_n, warps, 2, True)
+        assert layouts["FUSED_DQ"]
+
+
+def test_dq_from_its_transpose(rel_err):
+    """The fused-dQ Gluon backward adds dQ up transposed, float32 (B, H, D, T padded to a
+    multiple of 4); this kernel turns that into dQ, (B, H, T, D) in the inputs' dtype, here
+    with T not a multiple of its 64-row blocks and a dQ that is a view with its own strides."""
+    import triton
+
+    from kernels_triton.flash_attention_triton import _dq_from_transposed_kernel
+
+    batch, heads, n, dim, padded = 2, 3, 100, 32, 100 + 4
+    dq_t = torch.randn(batch, heads, dim, padded)
+    storage = torch.full((batch, n, heads, dim), float("nan"))
+    dq = storage.transpose(1, 2)  # (B, H, T, D) with heads inside the rows
+    _dq_from_transposed_kernel[(triton.cdiv(n, 64), batch * heads)](
+        dq_t, dq, dim * padded, padded, *dq.stride()[:3], heads, n, HEAD_DIM=dim, BLOCK_M=64
+    )
+    assert torch.equal(dq, dq_t[..., :n].transpose(-1, -2))

@@ -183,7 +183,7 @@ def _attn_bwd_dkdv_gluon_kernel(
     STATS,  # float32 (2, B*H, stats_stride): L * log2(e) rows, then D rows
     DK,
     DV,
-    DQ_ACC,  # float32 (B, H, T_q, D), zeroed; only read with FUSED_DQ
+    DQ_ACC,  # float32 (B, H, D, T_q rounded up to 4): dQ transposed, zeroed; FUSED_DQ only
     stride_qb,
     stride_qh,
     stride_qt,
@@ -204,7 +204,7 @@ def _attn_bwd_dkdv_gluon_kernel(
     stride_dvt,
     stride_dqb,
     stride_dqh,
-    stride_dqt,
+    dq_row_stride,  # DQ_ACC's: its rows are dQ's head_dim columns
     n_heads,
     n_bh,
     n_queries,
@@ -224,10 +224,10 @@ def _attn_bwd_dkdv_gluon_kernel(
     SCORES_LAYOUT: gl.constexpr,  # registers: (BLOCK_N, BLOCK_M) products S^T and dP^T
     GRAD_LAYOUT: gl.constexpr,  # registers: (BLOCK_N, HEAD_DIM) accumulators dK and dV
     KEYS_IN_REGISTERS: gl.constexpr,  # K and V as register operands of S^T and dP^T
-    FUSED_DQ: gl.constexpr,  # also dQ += dS K / sqrt(d), added into DQ_ACC by the copy engine
-    DSCORES_LAYOUT: gl.constexpr,  # shared: (BLOCK_N, BLOCK_M) dS^T, read back as dS (FUSED_DQ)
-    DQ_TILE_LAYOUT: gl.constexpr,  # shared: (BLOCK_M, HEAD_DIM) float32 dQ parts (FUSED_DQ)
-    DQ_LAYOUT: gl.constexpr,  # registers: (BLOCK_M, HEAD_DIM) the product dS K (FUSED_DQ)
+    FUSED_DQ: gl.constexpr,  # also dQ^T += K^T dS^T / sqrt(d), into DQ_ACC by the copy engine
+    DSCORES_LAYOUT: gl.constexpr,  # shared: (BLOCK_N, BLOCK_M) dS^T, B operand of dQ^T
+    DQ_TILE_LAYOUT: gl.constexpr,  # shared: (HEAD_DIM, BLOCK_M) float32 dQ^T parts
+    DQ_LAYOUT: gl.constexpr,  # registers: (HEAD_DIM, BLOCK_M) the product K^T dS^T
     num_warps: gl.constexpr,
 ):
     dtype: gl.constexpr = Q.dtype.element_ty
@@ -259,15 +259,16 @@ def _attn_bwd_dkdv_gluon_kernel(
         mbarrier.init(ready.index(buffer), count=1)
     mbarrier.init(keys_ready, count=1)
     if FUSED_DQ:
-        # dS^T goes through shared memory, where the dQ product reads it transposed, and each
-        # finished dQ part through a float32 tile that the copy engine adds into DQ_ACC.
-        dq_desc = _head_tiles(
-            DQ_ACC, batch, head, stride_dqb, stride_dqh, stride_dqt, n_queries, BLOCK_M,
-            HEAD_DIM, DQ_TILE_LAYOUT,
+        # dQ is formed transposed, dQ^T = K^T dS^T: K^T, fixed for the program, is a register
+        # operand and dS^T is read from shared memory as it is stored, so the product reads 8
+        # KiB of shared memory per tile instead of 16 (dS K: dS and K both from there). Each
+        # finished (HEAD_DIM, BLOCK_M) part goes through a float32 tile that the copy engine
+        # adds into DQ_ACC, the (B, H, D, T) accumulator; columns past n_queries are dropped.
+        dq_desc = tma.make_tensor_descriptor(
+            DQ_ACC + batch * stride_dqb + head * stride_dqh, [HEAD_DIM, n_queries],
+            [dq_row_stride, 1], [HEAD_DIM, BLOCK_M], DQ_TILE_LAYOUT,
         )  # fmt: skip
-        dscores_smem = gl.allocate_shared_memory(dtype, [BLOCK_N, BLOCK_M], DSCORES_LAYOUT)
-        dq_smem = gl.allocate_shared_memory(gl.float32, [BLOCK_M, HEAD_DIM], DQ_TILE_LAYOUT)
-        dq_init = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, DQ_LAYOUT)  # ignored: use_acc=False
+        dq_init = gl.zeros([HEAD_DIM, BLOCK_M], gl.float32, DQ_LAYOUT)  # ignored: use_acc=False
 
     # Queries before start_n see none of these keys (causal); the loop runs over the rest.
     query_lo = start_n if CAUSAL else 0
@@ -310,6 +311,15 @@ def _attn_bwd_dkdv_gluon_kernel(
     else:
         k_operand = k_smem
         v_operand = v_smem
+    if FUSED_DQ:
+        kt_operand = k_smem.permute((1, 0)).load(
+            gl.DotOperandLayout(operand_index=0, parent=DQ_LAYOUT, k_width=2)
+        )
+        # Allocated after the last reads of K and V from shared memory, so that they can take
+        # their space (with K and V in registers, two programs per SM still fit): dS^T, and two
+        # dQ^T staging tiles, so that the copy engine reads one while the next is written.
+        dscores_smem = gl.allocate_shared_memory(dtype, [BLOCK_N, BLOCK_M], DSCORES_LAYOUT)
+        dq_smem = gl.allocate_shared_memory(gl.float32, [2, HEAD_DIM, BLOCK_M], DQ_TILE_LAYOUT)
 
     for i in range(n_iters):
         stage = i % NUM_STAGES
@@ -350,22 +360,27 @@ def _attn_bwd_dkdv_gluon_kernel(
             dscores_t = probs_t * (dprobs_t - delta)  # dS^T = P^T (dP^T - D)
             dscores_lo = dscores_t.to(dtype)
             if FUSED_DQ:
-                # dS for the dQ product, which reads it from shared memory transposed (the
-                # previous tile's dQ product, its last reader, has retired).
+                # dS^T for the dQ product (its last reader, the previous tile's dQ product, has
+                # retired). The barrier below also tells every warp that the copy engine has
+                # read the dQ part of two tiles ago out of the staging tile this one will use:
+                # the thread that issued that reduction waits for it here.
+                tma.store_wait(1)
                 dscores_smem.store(dscores_lo)
                 fence_async_shared()
                 gl.thread_barrier()  # every warp's rows are in before the warpgroup reads them
                 dq_part = warpgroup_mma(
-                    dscores_smem.permute((1, 0)), k_smem, dq_init, use_acc=False, is_async=True
-                )  # dS K, (BLOCK_M, HEAD_DIM)
+                    kt_operand, dscores_smem, dq_init, use_acc=False, is_async=True
+                )  # dQ^T = K^T dS^T, (HEAD_DIM, BLOCK_M)
             dscores_op = gl.convert_layout(dscores_lo, operand_layout)
             dk = warpgroup_mma(dscores_op, q_tile, dk, is_async=True)  # dK += dS^T Q
             if FUSED_DQ:
-                # Wait for dS K only, add it into dQ while dK is computed. (Left running into
+                # Wait for dQ^T only, add it into dQ while dK is computed. (Left running into
                 # the next tile instead, ptxas serialises every product of the loop: it does not
                 # see that a product carried round the loop has retired when its result is read.)
                 dq_part = warpgroup_mma_wait(num_outstanding=1, deps=(dq_part,))
-                _add_dq_part(dq_desc, dq_smem, dq_part, start_m, sm_scale)
+                _add_dq_part(
+                    dq_desc, dq_smem.index((i * QUERY_TILES + t) % 2), dq_part, start_m, sm_scale
+                )
 
     dk, dv = warpgroup_mma_wait(num_outstanding=0, deps=(dk, dv))
     if FUSED_DQ:
@@ -386,15 +401,13 @@ def _attn_bwd_dkdv_gluon_kernel(
 
 @gluon.jit
 def _add_dq_part(dq_desc, dq_smem, dq_part, start_m, sm_scale):
-    """Add one query tile's dS K / sqrt(d) into the float32 dQ accumulator: through dq_smem,
-    by one bulk reduction of the copy engine (the other key tiles' programs add theirs in any
-    order, so dQ's last bits vary run to run)."""
-    tma.store_wait(0)  # the previous part's reduction has read dq_smem
-    gl.thread_barrier()
-    dq_smem.store(dq_part * sm_scale)
+    """Add one query tile's K^T dS^T / sqrt(d) into the float32 dQ^T accumulator: through
+    dq_smem, by one bulk reduction of the copy engine (the other key tiles' programs add theirs
+    in any order, so dQ's last bits vary run to run)."""
+    dq_smem.store(dq_part * sm_scale)  # free: its previous reduction was waited for before dS
     fence_async_shared()
     gl.thread_barrier()  # all rows written before the copy engine reads them
-    _async_add_shared_to_global(dq_desc, [start_m, 0], dq_smem)
+    _async_add_shared_to_global(dq_desc, [0, start_m], dq_smem)
 
 
 _GL_DTYPES = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}
@@ -440,23 +453,23 @@ def gluon_dkdv_layouts(
     _check_rows_per_warp("BLOCK_N", block_n, num_warps)  # key rows across the warps
     dq_layouts = dict(DSCORES_LAYOUT=None, DQ_TILE_LAYOUT=None, DQ_LAYOUT=None)
     if fused_dq:
-        # dS K, (BLOCK_M, HEAD_DIM): 16 query rows per warp in whole warpgroups (64 rows);
-        # warpgroups beyond BLOCK_M / 64 split its columns.
-        row_warps = block_m // 16
-        if block_m % 64 or num_warps % row_warps or head_dim * row_warps // num_warps % 8:
+        # K^T dS^T, (HEAD_DIM, BLOCK_M): 16 rows per warp in whole warpgroups (64 rows);
+        # warpgroups beyond HEAD_DIM / 64 split its columns.
+        row_warps = head_dim // 16
+        if head_dim % 64 or num_warps % row_warps or block_m * row_warps // num_warps % 8:
             raise ValueError(
-                f"the fused dQ product needs BLOCK_M a multiple of 64 whose 16-row slices divide "
-                f"the {num_warps} warps, got BLOCK_M={block_m}"
+                f"the fused dQ product needs head_dim a multiple of 64 whose 16-row slices "
+                f"divide the {num_warps} warps, got head_dim={head_dim}"
             )
         dq_layouts = dict(
             DSCORES_LAYOUT=gl.NVMMASharedLayout.get_default_for(
                 [block_n, block_m], _GL_DTYPES[dtype]
             ),
-            DQ_TILE_LAYOUT=gl.NVMMASharedLayout.get_default_for([block_m, head_dim], gl.float32),
+            DQ_TILE_LAYOUT=gl.NVMMASharedLayout.get_default_for([head_dim, block_m], gl.float32),
             DQ_LAYOUT=gl.NVMMADistributedLayout(
                 version=[3, 0],
                 warps_per_cta=[row_warps, num_warps // row_warps],
-                instr_shape=[16, head_dim * row_warps // num_warps, 16],
+                instr_shape=[16, block_m * row_warps // num_warps, 16],
             ),
         )
     return dict(
@@ -505,8 +518,9 @@ def attn_bwd_dkdv_gluon(
     stats_stride) float32 buffer of L * log2(e) and D that the dQ kernel (or the row-statistics
     kernel) wrote. Each copy brings `query_tiles` query tiles of block_m rows (and each of the
     num_stages buffers holds them), which the loop then works through one after another. With
-    `dq_acc`, a zeroed contiguous float32 (B, H, T, D) tensor, the kernel also adds dQ into
-    it."""
+    `dq_acc`, a zeroed float32 (B, H, D, T_pad) tensor (dQ transposed; unit stride along
+    T_pad >= T, a multiple of 4 so that its rows are 16-byte aligned), the kernel also adds dQ
+    into it."""
     batch, n_heads, n_queries, head_dim = q4.shape
     n_keys = k4.shape[2]
     fused_dq = dq_acc is not None

@@ -1,6 +1,6 @@
 """FlashAttention-2 forward and backward in Triton: kernels, launchers and the autograd.Function.
 
-Four kernels, each one program per (tile, batch*head) (on Hopper at head_dim 64 the two-kernel
+Five kernels, each one program per (tile, batch*head) (on Hopper at head_dim 64 the two-kernel
 backward runs the Gluon twins of the dQ and dK/dV kernels instead: flash_attention_gluon.py):
 
 - `_attn_fwd_kernel`: one query tile against all its key tiles with the online softmax; writes O
@@ -14,6 +14,7 @@ backward runs the Gluon twins of the dQ and dK/dV kernels instead: flash_attenti
   L and accumulates dV = P^T dO and dK = dS^T Q in registers.
 - `_attn_bwd_row_stats_kernel`: D and L in log2 units alone, for the fused-dQ strategy, which has
   no dQ kernel.
+- `_dq_from_transposed_kernel`: dQ from the float32 dQ^T that the fused-dQ Gluon kernel adds up.
 
 Causal attention skips the key tiles wholly above the diagonal and pays for the mask only on the
 tiles that cross it: each kernel runs one unmasked loop over the tiles below the diagonal and one
@@ -293,6 +294,35 @@ def _attn_bwd_row_stats_kernel(
     lse = tl.load(LSE + bh * n_queries + rows, mask=rows < n_queries)
     lse2 = lse * 1.4426950408889634
     _store_row_stats(LSE2, DELTA, bh, stats_stride, rows, lse2, delta, rows < n_queries)
+
+
+@triton.jit
+def _dq_from_transposed_kernel(
+    DQT,  # float32 (B*H, D, stride_dqt_row): dQ^T as the fused Gluon dK/dV kernel adds it up
+    DQ,  # (B, H, T, D) in the inputs' dtype
+    stride_dqt_bh,
+    stride_dqt_row,
+    stride_dqb,
+    stride_dqh,
+    stride_dqt,
+    n_heads,
+    n_queries,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+):
+    """dQ = (dQ^T)^T for BLOCK_M query rows of one (batch, head), cast to dQ's dtype: reads
+    along the queries, writes along head_dim, both coalesced."""
+    bh = tl.program_id(1).to(tl.int64)
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    dims = tl.arange(0, HEAD_DIM)
+    row_in = rows < n_queries
+    dq_t = tl.load(
+        DQT + bh * stride_dqt_bh + dims[:, None] * stride_dqt_row + rows[None, :],
+        mask=row_in[None, :],
+    )  # (HEAD_DIM, BLOCK_M)
+    dq_ptrs = DQ + (bh // n_heads) * stride_dqb + (bh % n_heads) * stride_dqh
+    dq_ptrs += rows[:, None] * stride_dqt + dims[None, :]
+    tl.store(dq_ptrs, tl.trans(dq_t).to(DQ.dtype.element_ty), mask=row_in[:, None])
 
 
 @triton.jit
@@ -1292,30 +1322,39 @@ def flash_attention_triton_backward(
 
     def launch(fused_dq: bool) -> None:
         dq_acc = dk  # a placeholder pointer unless dQ is accumulated with atomics
-        if fused_dq:  # float32 accumulator: dQ itself when it is float32, else a scratch buffer
+        if fused_dq:
             # No dQ kernel to form D and L * log2(e) on the way: a kernel of its own does.
             rows_block = 64
             _attn_bwd_row_stats_kernel[(triton.cdiv(n_queries, rows_block), batch * n_heads)](
                 o4, do4, lse, lse2, delta, *_strides(o4), *_strides(do4), n_heads, n_queries,
                 stats_stride, HEAD_DIM=head_dim, BLOCK_M=rows_block,
             )  # fmt: skip
-            dq_acc = (
-                dq.zero_()
-                if dq.dtype == torch.float32
-                else torch.zeros_like(dq, dtype=torch.float32)
-            )
         if gluon_tiles is not None:  # the backward in Gluon: dQ then dK/dV, or dK/dV and dQ
             dq_tile, dkdv_tile, query_tiles = gluon_tiles
             scales = (stats_stride, sm_scale * LOG2E, sm_scale)
             if not fused_dq:
                 attn_bwd_dq_gluon(q4, k4, v4, do4, o4, lse, stats, dq, is_causal, *scales, *dq_tile)
+            else:  # float32 dQ^T, (B, H, D, T) with its rows padded as the statistics' are
+                dq_acc = torch.zeros(
+                    (batch, n_heads, head_dim, stats_stride), dtype=torch.float32, device=q.device
+                )
             attn_bwd_dkdv_gluon(
                 q4, k4, v4, do4, stats, dk, dv, is_causal, *scales, *dkdv_tile, query_tiles,
                 dq_acc=dq_acc if fused_dq else None,
             )  # fmt: skip
             if fused_dq:
-                dq.copy_(dq_acc)  # 16-bit inputs only: dq_acc is the scratch buffer
+                rows_block = 64
+                _dq_from_transposed_kernel[(triton.cdiv(n_queries, rows_block), batch * n_heads)](
+                    dq_acc, dq, head_dim * stats_stride, stats_stride, *dq.stride()[:3],
+                    n_heads, n_queries, HEAD_DIM=head_dim, BLOCK_M=rows_block,
+                )  # fmt: skip
             return  # the Triton kernels' arguments below are not needed
+        if fused_dq:  # float32 accumulator: dQ itself when it is float32, else a scratch buffer
+            dq_acc = (
+                dq.zero_()
+                if dq.dtype == torch.float32
+                else torch.zeros_like(dq, dtype=torch.float32)
+            )
         dkdv_args = (
             q4, k4, v4, do4, lse2, delta, dk, dv, dq_acc,
             *_strides(q4), *_strides(k4), *_strides(v4), *_strides(do4), *_strides(dk),
