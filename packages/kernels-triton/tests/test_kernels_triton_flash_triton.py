@@ -277,9 +277,10 @@ def test_gluon_launch_shapes_that_cannot_run_are_errors():
 
 
 def test_dq_from_its_transpose(rel_err):
-    """The fused-dQ Gluon backward adds dQ up transposed, float32 (B, H, D, T padded to a
-    multiple of 4); this kernel turns that into dQ, (B, H, T, D) in the inputs' dtype, here
-    with T not a multiple of its 64-row blocks and a dQ that is a view with its own strides."""
+    """The fused-dQ Gluon backward adds dQ up transposed and unscaled, float32 (B, H, D, T
+    padded to a multiple of 4); this kernel turns that into dQ, (B, H, T, D) in the inputs'
+    dtype, times the softmax scale, here with T not a multiple of its 64-row blocks and a dQ
+    that is a view with its own strides."""
     import triton
 
     from kernels_triton.flash_attention_triton import _dq_from_transposed_kernel
@@ -289,6 +290,7 @@ def test_dq_from_its_transpose(rel_err):
     storage = torch.full((batch, n, heads, dim), float("nan"))
     dq = storage.transpose(1, 2)  # (B, H, T, D) with heads inside the rows
     _dq_from_transposed_kernel[(triton.cdiv(n, 64), batch * heads)](
-        dq_t, dq, dim * padded, padded, *dq.stride()[:3], heads, n, HEAD_DIM=dim, BLOCK_M=64
-    )
-    assert torch.equal(dq, dq_t[..., :n].transpose(-1, -2))
+        dq_t, dq, dim * padded, padded, *dq.stride()[:3], heads, n, 0.125, HEAD_DIM=dim,
+        BLOCK_M=64,
+    )  # fmt: skip
+    assert torch.equal(dq, dq_t[..., :n].transpose(-1, -2) * 0.125)  # a power of two: exact

@@ -232,7 +232,7 @@ def _attn_bwd_dkdv_gluon_kernel(
     SCORES_LAYOUT: gl.constexpr,  # registers: (BLOCK_N, BLOCK_M) products S^T and dP^T
     GRAD_LAYOUT: gl.constexpr,  # registers: (BLOCK_N, HEAD_DIM) accumulators dK and dV
     KEYS_IN_REGISTERS: gl.constexpr,  # K and V as register operands of S^T and dP^T
-    FUSED_DQ: gl.constexpr,  # also dQ^T += K^T dS^T / sqrt(d), into DQ_ACC by the copy engine
+    FUSED_DQ: gl.constexpr,  # also dQ^T += K^T dS^T (unscaled), into DQ_ACC by the copy engine
     DSCORES_LAYOUT: gl.constexpr,  # shared: (BLOCK_N, BLOCK_M) dS^T, B operand of dQ^T
     DQ_TILE_LAYOUT: gl.constexpr,  # shared: (HEAD_DIM, BLOCK_M) float32 dQ^T parts
     DQ_LAYOUT: gl.constexpr,  # registers: (HEAD_DIM, BLOCK_M) the product K^T dS^T
@@ -386,9 +386,7 @@ def _attn_bwd_dkdv_gluon_kernel(
                 # the next tile instead, ptxas serialises every product of the loop: it does not
                 # see that a product carried round the loop has retired when its result is read.)
                 dq_part = warpgroup_mma_wait(num_outstanding=1, deps=(dq_part,))
-                _add_dq_part(
-                    dq_desc, dq_smem.index((i * QUERY_TILES + t) % 2), dq_part, start_m, sm_scale
-                )
+                _add_dq_part(dq_desc, dq_smem.index((i * QUERY_TILES + t) % 2), dq_part, start_m)
 
     dk, dv = warpgroup_mma_wait(num_outstanding=0, deps=(dk, dv))
     if FUSED_DQ:
@@ -408,11 +406,12 @@ def _attn_bwd_dkdv_gluon_kernel(
 
 
 @gluon.jit
-def _add_dq_part(dq_desc, dq_smem, dq_part, start_m, sm_scale):
-    """Add one query tile's K^T dS^T / sqrt(d) into the float32 dQ^T accumulator: through
+def _add_dq_part(dq_desc, dq_smem, dq_part, start_m):
+    """Add one query tile's K^T dS^T into the float32 dQ^T accumulator (1 / sqrt(d) is applied
+    once, when dQ is read out of it, not in this loop): through
     dq_smem, by one bulk reduction of the copy engine (the other key tiles' programs add theirs
     in any order, so dQ's last bits vary run to run)."""
-    dq_smem.store(dq_part * sm_scale)  # free: its previous reduction was waited for before dS
+    dq_smem.store(dq_part)  # free: its previous reduction was waited for before dS
     fence_async_shared()
     gl.thread_barrier()  # all rows written before the copy engine reads them
     _async_add_shared_to_global(dq_desc, [0, start_m], dq_smem)

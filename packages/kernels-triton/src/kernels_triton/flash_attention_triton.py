@@ -307,11 +307,13 @@ def _dq_from_transposed_kernel(
     stride_dqt,
     n_heads,
     n_queries,
+    sm_scale,
     HEAD_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr,
 ):
-    """dQ = (dQ^T)^T for BLOCK_M query rows of one (batch, head), cast to dQ's dtype: reads
-    along the queries, writes along head_dim, both coalesced."""
+    """dQ = (dQ^T)^T / sqrt(d) for BLOCK_M query rows of one (batch, head), cast to dQ's dtype
+    (the fused kernel adds K^T dS^T up unscaled: one multiply here instead of one per tile
+    there): reads along the queries, writes along head_dim, both coalesced."""
     bh = tl.program_id(1).to(tl.int64)
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     dims = tl.arange(0, HEAD_DIM)
@@ -322,7 +324,8 @@ def _dq_from_transposed_kernel(
     )  # (HEAD_DIM, BLOCK_M)
     dq_ptrs = DQ + (bh // n_heads) * stride_dqb + (bh % n_heads) * stride_dqh
     dq_ptrs += rows[:, None] * stride_dqt + dims[None, :]
-    tl.store(dq_ptrs, tl.trans(dq_t).to(DQ.dtype.element_ty), mask=row_in[:, None])
+    dq = tl.trans(dq_t) * sm_scale
+    tl.store(dq_ptrs, dq.to(DQ.dtype.element_ty), mask=row_in[:, None])
 
 
 @triton.jit
@@ -1346,7 +1349,7 @@ def flash_attention_triton_backward(
                 rows_block = 64
                 _dq_from_transposed_kernel[(triton.cdiv(n_queries, rows_block), batch * n_heads)](
                     dq_acc, dq, head_dim * stats_stride, stats_stride, *dq.stride()[:3],
-                    n_heads, n_queries, HEAD_DIM=head_dim, BLOCK_M=rows_block,
+                    n_heads, n_queries, sm_scale, HEAD_DIM=head_dim, BLOCK_M=rows_block,
                 )  # fmt: skip
             return  # the Triton kernels' arguments below are not needed
         if fused_dq:  # float32 accumulator: dQ itself when it is float32, else a scratch buffer
