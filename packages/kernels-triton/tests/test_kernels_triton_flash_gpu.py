@@ -127,7 +127,8 @@ def test_fused_dq_backward(is_causal, attention_ref, rel_err):
 
 def test_backward_strategy_is_timed_once_per_key(monkeypatch, attention_ref, rel_err):
     """With no config, the first backward per autotuning key times the two-kernel and the
-    fused-dQ strategies (two do_bench calls), keeps the faster, and later calls reuse it."""
+    fused-dQ strategies (four do_bench calls, in the order A B B A), keeps the faster, and later
+    calls reuse it."""
     import triton
 
     import kernels_triton.flash_attention_triton as fa
@@ -150,7 +151,8 @@ def test_backward_strategy_is_timed_once_per_key(monkeypatch, attention_ref, rel
         grads = fa.flash_attention_triton_backward(q, k, v, out, lse, grad_out, True)
         for got, want in zip(grads, ref_grads):
             assert rel_err(got, want) < TOLERANCE[torch.bfloat16]
-        assert timed == [(False,), (True,)], f"call {call}: strategies timed: {timed}"
+        # two-kernel, fused, fused, two-kernel: a drifting clock weighs on both alike
+        assert timed == [(False,), (True,), (True,), (False,)], f"call {call}: timed {timed}"
     (choice,) = fa._fused_backward_faster.values()
     assert isinstance(choice, bool)
 
