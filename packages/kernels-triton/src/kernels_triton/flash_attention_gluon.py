@@ -407,10 +407,9 @@ def _attn_bwd_dkdv_gluon_kernel(
 
 @gluon.jit
 def _add_dq_part(dq_desc, dq_smem, dq_part, start_m):
-    """Add one query tile's K^T dS^T into the float32 dQ^T accumulator (1 / sqrt(d) is applied
-    once, when dQ is read out of it, not in this loop): through
-    dq_smem, by one bulk reduction of the copy engine (the other key tiles' programs add theirs
-    in any order, so dQ's last bits vary run to run)."""
+    """Add one query tile's K^T dS^T into the float32 dQ^T accumulator through dq_smem, by one
+    bulk reduction of the copy engine. The other key tiles' programs add theirs in any order,
+    so dQ's last bits vary run to run; 1 / sqrt(d) is applied once, when dQ is read out."""
     dq_smem.store(dq_part)  # free: its previous reduction was waited for before dS
     fence_async_shared()
     gl.thread_barrier()  # all rows written before the copy engine reads them

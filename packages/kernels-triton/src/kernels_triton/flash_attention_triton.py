@@ -745,7 +745,9 @@ class FlashConfig:
     fwd: TileConfig
     dkdv: TileConfig
     dq: TileConfig
-    fused_dq: bool = False  # dQ by float32 atomics inside the dK/dV kernel (dq tiles unused)
+    # dQ added up in float32 inside the dK/dV kernel (dq tiles unused): by the Triton kernel,
+    # or with gluon_backward=True by the Gluon one (head_dim 64 over 4 warps)
+    fused_dq: bool = False
     tma: bool | None = None  # streamed tiles by tensor descriptors; None: on Hopper and newer
     # The two-kernel backward by the Gluon kernels (flash_attention_gluon.py) with the dq and
     # dkdv tiles: True forces them (Hopper, 16-bit inputs, 16-byte aligned rows; else an error);
