@@ -288,25 +288,38 @@ def test_gluon_backward_against_float64(
     sequence may be odd in number: the last copy's second tile lies past the end."""
     from dataclasses import replace
 
+    def gluon_config(triton_config):
+        # two tiles per copy in two buffers, as the autotuned path runs them (three would not
+        # fit in shared memory at head_dim 128)
+        dkdv = triton_config.dkdv
+        if query_tiles > 1:
+            dkdv = replace(dkdv, num_stages=2)
+        return replace(
+            triton_config, gluon_backward=True, gluon_dkdv_query_tiles=query_tiles, dkdv=dkdv
+        )
+
+    _check_forced_backward(
+        shape, is_causal, dtype, gluon_config, 7, "gluon", attention_ref, rel_err
+    )
+
+
+def _check_forced_backward(shape, is_causal, dtype, make_config, seed, label, ref, rel_err):
+    """dQ, dK and dV with `make_config(default tiles)` against float64 (`ref`): every element
+    written (NaN poison first), within the dtype's tolerance and as close as the Triton kernels'
+    with the default tiles."""
     from kernels_triton.flash_attention_triton import (
         default_config,
         flash_attention_triton_backward,
         flash_attention_triton_forward,
     )
 
-    q, k, v, grad_out = _inputs(shape, dtype, seed=hash((shape, is_causal, 7)) % 2**31)
-    _, _, *ref_grads = attention_ref(q, k, v, grad_out, is_causal)
+    q, k, v, grad_out = _inputs(shape, dtype, seed=hash((shape, is_causal, seed)) % 2**31)
+    _, _, *ref_grads = ref(q, k, v, grad_out, is_causal)
     triton_config = default_config(shape[-1], dtype)
-    # two tiles per copy in two buffers, as the autotuned path runs them (three would not fit
-    # in shared memory at head_dim 128)
-    dkdv = replace(triton_config.dkdv, num_stages=2) if query_tiles > 1 else triton_config.dkdv
-    gluon_config = replace(
-        triton_config, gluon_backward=True, gluon_dkdv_query_tiles=query_tiles, dkdv=dkdv
-    )
     out, lse = flash_attention_triton_forward(q, k, v, is_causal, triton_config)
     poisoned = tuple(torch.full_like(t, float("nan")) for t in (q, k, v))
     grads = flash_attention_triton_backward(
-        q, k, v, out, lse, grad_out, is_causal, gluon_config, grads=poisoned
+        q, k, v, out, lse, grad_out, is_causal, make_config(triton_config), grads=poisoned
     )
     triton_grads = flash_attention_triton_backward(
         q, k, v, out, lse, grad_out, is_causal, triton_config
@@ -314,7 +327,8 @@ def test_gluon_backward_against_float64(
     for name, got, want, triton_got in zip(("dQ", "dK", "dV"), grads, ref_grads, triton_grads):
         assert torch.isfinite(got).all(), f"{name}: unwritten (NaN poison) or non-finite elements"
         err, triton_err = rel_err(got, want), rel_err(triton_got, want)
-        print(f"{name} {dtype} {shape} causal={is_causal}: gluon {err:.2e} triton {triton_err:.2e}")
+        print(f"{name} {dtype} {shape} causal={is_causal}: {label} {err:.2e} "
+              f"triton {triton_err:.2e}")  # fmt: skip
         assert err < TOLERANCE[dtype], (name, err)
         assert err < 1.1 * triton_err + 1e-6, (name, err, triton_err)
 
@@ -343,35 +357,16 @@ def test_gluon_fused_dq_backward_against_float64(
     must drop."""
     from dataclasses import replace
 
-    from kernels_triton.flash_attention_triton import (
-        TileConfig,
-        default_config,
-        flash_attention_triton_backward,
-        flash_attention_triton_forward,
-    )
+    from kernels_triton.flash_attention_triton import TileConfig
 
-    q, k, v, grad_out = _inputs(shape, dtype, seed=hash((shape, is_causal, 9)) % 2**31)
-    _, _, *ref_grads = attention_ref(q, k, v, grad_out, is_causal)
-    triton_config = default_config(shape[-1], dtype)
-    fused_config = replace(
-        triton_config, gluon_backward=True, fused_dq=True, gluon_dkdv_query_tiles=2,
-        dkdv=TileConfig(*tile),
-    )  # fmt: skip
-    out, lse = flash_attention_triton_forward(q, k, v, is_causal, triton_config)
-    poisoned = tuple(torch.full_like(t, float("nan")) for t in (q, k, v))
-    grads = flash_attention_triton_backward(
-        q, k, v, out, lse, grad_out, is_causal, fused_config, grads=poisoned
-    )
-    triton_grads = flash_attention_triton_backward(
-        q, k, v, out, lse, grad_out, is_causal, triton_config
-    )
-    for name, got, want, triton_got in zip(("dQ", "dK", "dV"), grads, ref_grads, triton_grads):
-        assert torch.isfinite(got).all(), f"{name}: unwritten (NaN poison) or non-finite elements"
-        err, triton_err = rel_err(got, want), rel_err(triton_got, want)
-        print(f"{name} {dtype} {shape} {tile} causal={is_causal}: fused gluon {err:.2e} "
-              f"triton {triton_err:.2e}")  # fmt: skip
-        assert err < TOLERANCE[dtype], (name, err)
-        assert err < 1.1 * triton_err + 1e-6, (name, err, triton_err)
+    def fused_config(triton_config):
+        return replace(
+            triton_config, gluon_backward=True, fused_dq=True, gluon_dkdv_query_tiles=2,
+            dkdv=TileConfig(*tile),
+        )  # fmt: skip
+
+    label = f"fused gluon {tile}"
+    _check_forced_backward(shape, is_causal, dtype, fused_config, 9, label, attention_ref, rel_err)
 
 
 @pytest.mark.skipif(not _hopper(), reason="needs sm_90")
