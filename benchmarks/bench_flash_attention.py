@@ -281,6 +281,9 @@ def headline(rep_ms: int, rounds: int) -> None:
     gluon = dict(
         enabled=fat.GLUON_BACKWARD, head_dims=fat.GLUON_HEAD_DIMS, dq_tile=fat.GLUON_DQ_TILE,
         dkdv_tile=fat.GLUON_DKDV_TILE, dkdv_query_tiles=fat.GLUON_DKDV_QUERY_TILES,
+        fused_dkdv_tile=fat.GLUON_FUSED_DKDV_TILE,
+        fused_dkdv_query_tiles=fat.GLUON_FUSED_DKDV_QUERY_TILES,
+        fused_wide_min_queries=fat.GLUON_FUSED_WIDE_MIN_QUERIES,
         min_queries=fat.STATS_TMA_MIN_QUERIES,
     )  # fmt: skip
     emit(gluon, "gluon_backward")

@@ -118,8 +118,9 @@ def compile_gluon_sass(
     which: str, head_dim: int, tile: tuple[int, int, int, int], query_tiles: int = 1
 ):
     """SASS of a Gluon kernel (flash_attention_gluon.py; `which` is "fwd_gluon", "dq_gluon",
-    "dkdv_gluon" or "dkdv_fused_gluon" (dQ added in by the copy engine), the last two with
-    `query_tiles` query tiles per copy) for sm_90, bf16, causal."""
+    "dkdv_gluon" or "dkdv_fused_gluon" / "dkdv_fused_gluon_wide" (dQ added in by the copy
+    engine; the wide one is the tile the fused strategy takes on long sequences), the last three
+    with `query_tiles` query tiles per copy) for sm_90, bf16, causal."""
     import torch
     from triton.experimental.gluon._runtime import GluonASTSource
 
@@ -147,7 +148,7 @@ def compile_gluon_sass(
                 block_n,
                 num_warps,
                 query_tiles,
-                fused_dq=which == "dkdv_fused_gluon",
+                fused_dq=which.startswith("dkdv_fused_gluon"),
             ),
         )
     return _compile_for_sm90(
@@ -252,6 +253,8 @@ def main() -> None:
     parser.add_argument("--gluon-dq-tile", type=parse_tile, default=(64, 128, 4, 3))
     parser.add_argument("--gluon-dkdv-tile", type=parse_tile, default=(64, 64, 4, 2))
     parser.add_argument("--gluon-dkdv-query-tiles", type=int, default=2)
+    parser.add_argument("--gluon-fused-wide-tile", type=parse_tile, default=(64, 128, 8, 2))
+    parser.add_argument("--gluon-fused-wide-query-tiles", type=int, default=4)
     args = parser.parse_args()
     module = load_module(args.module)
     tiles = {
@@ -262,11 +265,16 @@ def main() -> None:
         "dq_gluon": args.gluon_dq_tile,
         "dkdv_gluon": args.gluon_dkdv_tile,
         "dkdv_fused_gluon": args.gluon_dkdv_tile,
+        "dkdv_fused_gluon_wide": args.gluon_fused_wide_tile,
     }
+    query_tiles = {
+        which: args.gluon_fused_wide_query_tiles if which.endswith("_wide") else
+        args.gluon_dkdv_query_tiles for which in tiles
+    }  # fmt: skip
     for which in tiles:
-        if which.endswith("_gluon"):
+        if "_gluon" in which:
             sass, registers = compile_gluon_sass(
-                which, args.head_dim, tiles[which], args.gluon_dkdv_query_tiles
+                which, args.head_dim, tiles[which], query_tiles[which]
             )
         else:
             sass, registers = compile_sass(
@@ -275,7 +283,7 @@ def main() -> None:
         for number, mix in enumerate(loop_mixes(sass)):
             row = {"kernel": which, "head_dim": args.head_dim, "tile": list(tiles[which])}
             if which.startswith("dkdv_"):
-                row["query_tiles"] = args.gluon_dkdv_query_tiles
+                row["query_tiles"] = query_tiles[which]
             row.update(registers=registers, loop=number, **mix)
             row["module"] = args.module or "kernels_triton.flash_attention_triton"
             print(json.dumps(row), flush=True)

@@ -333,27 +333,28 @@ def _check_forced_backward(shape, is_causal, dtype, make_config, seed, label, re
         assert err < 1.1 * triton_err + 1e-6, (name, err, triton_err)
 
 
-# The fused-dQ Gluon dK/dV kernel (head_dim 64: dQ^T's rows fill one warpgroup) at the shipped
-# tile (two programs per SM) and at 128-key tiles over 8 warps (two warpgroups split dQ^T's
-# columns).
+# The fused-dQ Gluon dK/dV kernel (head_dim 64: dQ^T's rows fill one warpgroup) at its two
+# shipped tiles, (tile, query tiles per copy): 64 x 64 over 4 warps, two tiles per copy (two
+# programs per SM), and from 8K queries 128-key tiles over 8 warps (two warpgroups split dQ^T's
+# columns) with four tiles per copy; and the 8-warp tile with two tiles per copy.
 FUSED_GLUON_CASES = [
-    (shape, is_causal, tile)
+    (shape, is_causal, tile, query_tiles)
     for shape, is_causal in GLUON_CASES
-    for tile in ((64, 64, 4, 2), (64, 128, 8, 3))
+    for tile, query_tiles in (((64, 64, 4, 2), 2), ((64, 128, 8, 2), 4), ((64, 128, 8, 3), 2))
     if shape[-1] == 64
 ]
 
 
 @pytest.mark.skipif(not _hopper(), reason="needs sm_90")
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("shape, is_causal, tile", FUSED_GLUON_CASES)
+@pytest.mark.parametrize("shape, is_causal, tile, query_tiles", FUSED_GLUON_CASES)
 def test_gluon_fused_dq_backward_against_float64(
-    shape, is_causal, tile, dtype, attention_ref, rel_err
+    shape, is_causal, tile, query_tiles, dtype, attention_ref, rel_err
 ):
     """dQ, dK and dV when the Gluon dK/dV kernel also forms dQ (config.gluon_backward with
     config.fused_dq; dS K added into a float32 dQ by the copy engine) against float64, every
-    element written (NaN poison first), as close as the Triton kernels'. Two query tiles per
-    copy: a sequence's last copy may hold a tile past its end, whose dQ rows the copy engine
+    element written (NaN poison first), as close as the Triton kernels'. Two or four query tiles
+    per copy: a sequence's last copy may hold tiles past its end, whose dQ rows the copy engine
     must drop."""
     from dataclasses import replace
 
@@ -361,25 +362,30 @@ def test_gluon_fused_dq_backward_against_float64(
 
     def fused_config(triton_config):
         return replace(
-            triton_config, gluon_backward=True, fused_dq=True, gluon_dkdv_query_tiles=2,
-            dkdv=TileConfig(*tile),
+            triton_config, gluon_backward=True, fused_dq=True,
+            gluon_dkdv_query_tiles=query_tiles, dkdv=TileConfig(*tile),
         )  # fmt: skip
 
-    label = f"fused gluon {tile}"
+    label = f"fused gluon {tile} x{query_tiles}"
     _check_forced_backward(shape, is_causal, dtype, fused_config, 9, label, attention_ref, rel_err)
 
 
 @pytest.mark.skipif(not _hopper(), reason="needs sm_90")
 def test_autotuned_fused_backward_runs_the_gluon_dkdv_kernel_alone(monkeypatch, rel_err):
     """With FUSED_DQ on the autotuned path where the Gluon kernels apply: no dQ kernel, one
-    dK/dV launch given the float32 dQ accumulator; the result matches the two-kernel one."""
+    dK/dV launch given the float32 dQ accumulator, at the pair's dK/dV tile below
+    GLUON_FUSED_WIDE_MIN_QUERIES queries and at the wide tile from there; the result matches
+    the two-kernel one."""
     import kernels_triton.flash_attention_triton as fat
 
     calls = []
 
     def spying(name, real):
         def spy(*args, **kwargs):
-            calls.append((name, kwargs.get("dq_acc") is not None))
+            # attn_bwd_dkdv_gluon(q4, k4, v4, do4, stats, dk, dv, is_causal, 3 scales, tile,
+            # query_tiles, dq_acc=...)
+            tile = tuple(args[11:16]) if name == "attn_bwd_dkdv_gluon" else None
+            calls.append((name, kwargs.get("dq_acc") is not None, tile))
             return real(*args, **kwargs)
 
         return spy
@@ -389,19 +395,24 @@ def test_autotuned_fused_backward_runs_the_gluon_dkdv_kernel_alone(monkeypatch, 
         monkeypatch.setattr(fat, name, spying(name, getattr(fat, name)))
     q, k, v, grad_out = _inputs((1, 2, 2048, 2048, 64), torch.bfloat16, seed=5)
     out, lse = fat.flash_attention_triton_forward(q, k, v, True)
-    results = {}
-    for fused in (False, True):
-        monkeypatch.setattr(fat, "FUSED_DQ", fused)
-        calls.clear()
-        results[fused] = fat.flash_attention_triton_backward(q, k, v, out, lse, grad_out, True)
-        expected = (
-            [("attn_bwd_dkdv_gluon", True)]
-            if fused
-            else [("attn_bwd_dq_gluon", False), ("attn_bwd_dkdv_gluon", False)]
-        )
-        assert calls == expected, (fused, calls)
-    for pair, fused in zip(results[False], results[True]):
-        assert rel_err(fused, pair) < 4e-3
+    pair_tile = (*fat.GLUON_DKDV_TILE, fat.GLUON_DKDV_QUERY_TILES)
+    wide_tile = (*fat.GLUON_FUSED_DKDV_TILE, fat.GLUON_FUSED_DKDV_QUERY_TILES)
+    for wide_from in (fat.GLUON_FUSED_WIDE_MIN_QUERIES, 2048):  # 2048 queries: narrow, wide
+        monkeypatch.setattr(fat, "GLUON_FUSED_WIDE_MIN_QUERIES", wide_from)
+        results = {}
+        for fused in (False, True):
+            monkeypatch.setattr(fat, "FUSED_DQ", fused)
+            calls.clear()
+            results[fused] = fat.flash_attention_triton_backward(q, k, v, out, lse, grad_out, True)
+            fused_tile = wide_tile if wide_from <= 2048 else pair_tile
+            expected = (
+                [("attn_bwd_dkdv_gluon", True, fused_tile)]
+                if fused
+                else [("attn_bwd_dq_gluon", False, None), ("attn_bwd_dkdv_gluon", False, pair_tile)]
+            )
+            assert calls == expected, (fused, calls)
+        for pair, fused in zip(results[False], results[True]):
+            assert rel_err(fused, pair) < 4e-3
 
 
 @pytest.mark.skipif(not _hopper(), reason="needs sm_90")

@@ -42,7 +42,8 @@ def test_dkdv_loops_stream_row_statistics_without_per_element_copies(loops):
         assert "LDGSTS" not in loop["mix"], loop
         assert loop["mix"]["MUFU.EX2"] == 32  # one exp2 per score: 64 x 64 over 128 threads
     assert dkdv[1]["instructions"] < 400, dkdv[1]
-    kernels = {"fwd", "dkdv", "dq", "fwd_gluon", "dq_gluon", "dkdv_gluon", "dkdv_fused_gluon"}
+    kernels = {"fwd", "dkdv", "dq", "fwd_gluon", "dq_gluon", "dkdv_gluon", "dkdv_fused_gluon",
+               "dkdv_fused_gluon_wide"}  # fmt: skip
     assert {loop["kernel"] for loop in loops} == kernels
     # Triton waits for each product it issues before the next step (every wait leaves none
     # running), which is what the Gluon kernels exist to avoid.
@@ -96,6 +97,24 @@ def test_fused_dq_loop_adds_each_tile_by_one_bulk_reduction(loops):
     assert fused["hgmma_a_in_registers"] == 40, fused
     assert fused["hgmma_a_loop_invariant"] == 24, fused
     assert fused["registers"] <= 255, fused
+
+
+def test_wide_fused_dq_loop_keeps_its_registers_and_overlap(loops):
+    """The fused strategy's tile from 8K queries: 128 keys over 8 warps, four query tiles per
+    copy. Per tile S^T, dP^T, dV, dK (4 HGMMA each per warpgroup) and dQ^T over both
+    warpgroups' 128 keys with its columns split between them (8 of 64 x 32 x 16), one bulk
+    reduction per tile; each of the 12 waits leaves a product running; K and V (S^T, dP^T) and
+    K^T (dQ^T) stay loop-invariant register operands (64 products); no spills, at most 255
+    registers (one 256-thread program per SM)."""
+    (wide,) = [loop for loop in loops if loop["kernel"] == "dkdv_fused_gluon_wide"]
+    assert wide["tile"] == [64, 128, 8, 2] and wide["query_tiles"] == 4, wide
+    assert wide["waits_leave_running"] == [1] * 12, wide
+    assert wide["mix"]["HGMMA.64"] == 96 and wide["mix"]["MUFU.EX2"] == 128, wide
+    assert wide["mix"]["UTMAREDG"] == 4, wide
+    assert not {"RED", "ATOM", "ATOMG", "REDG", "LDGSTS", "LDL", "STL"} & set(wide["mix"]), wide
+    assert wide["hgmma_a_in_registers"] == 96, wide
+    assert wide["hgmma_a_loop_invariant"] == 64, wide
+    assert wide["registers"] <= 255, wide
 
 
 def test_gluon_forward_masks_only_in_its_band_loop(loops):

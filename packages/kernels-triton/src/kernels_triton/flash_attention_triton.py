@@ -34,6 +34,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import triton
@@ -1008,6 +1009,19 @@ GLUON_DKDV_TILE = (64, 64, 4, 2)
 # with one tile per copy and three buffers (seventh session, probe 7: two runs of three rounds).
 # Three buffers of two tiles hold one program per SM and take 2.6 ms.
 GLUON_DKDV_QUERY_TILES = 2
+# The fused-dQ strategy's dK/dV tile on the Gluon path, from GLUON_FUSED_WIDE_MIN_QUERIES
+# queries: 128 keys over 8 warps (two warpgroups of 64 keys share every copy of Q and dO, and
+# dQ^T's columns: one 64 x 64 float32 part per query tile for 128 keys instead of 64), four
+# 64-query tiles per copy in two buffers (180 KiB of shared memory, 254 registers, one program
+# per SM), so the copies, the mbarrier wait and the refill's barriers come once per four tiles.
+# Eleventh session, probe 5, backward (fused, same process, medians of 10 and 4 timings) against
+# the 64 x 64 / 4 warps / 2 x 2 tiles: B1 H16 T16K 3.104 vs 3.256 ms, B2 H16 T8K 1.714 vs
+# 1.773, B1 H1 T32K 0.738 vs 0.793, B1 H16 T16411 3.211 vs 3.851; at B4 H16 T4K slower, 1.015
+# vs 0.986 (short query loops: fewer tiles per copy-sized step), hence the threshold. With 3 or
+# 4 buffers of two tiles: 3.276 and 3.177 ms at 16K.
+GLUON_FUSED_DKDV_TILE = (64, 128, 8, 2)
+GLUON_FUSED_DKDV_QUERY_TILES = 4
+GLUON_FUSED_WIDE_MIN_QUERIES = 8192
 GLUON_HEAD_DIMS = (64,)
 # ... and only for calls with at least this many scores (batch * heads * T_q * T_k), where device
 # time dominates: backward at B1 H1 (probe 8, same process) 0.33 vs 0.355 ms at 16K tokens
@@ -1068,9 +1082,22 @@ def _gluon_forward_tile(config: FlashConfig | None, *tensors: torch.Tensor):
     return GLUON_FWD_TILE
 
 
-def _gluon_backward_tiles(config: FlashConfig | None, n_queries: int, *tensors: torch.Tensor):
-    """The Gluon backward kernels' (dQ tile, dK/dV tile, dK/dV query tiles per copy) for this
-    call, or None for the Triton kernels."""
+class GluonBackwardTiles(NamedTuple):
+    """The Gluon backward kernels' launch shapes, (BLOCK_M, BLOCK_N, num_warps, num_stages) for
+    each, and the dK/dV kernel's query tiles per copy, for each of the two strategies."""
+
+    dq: tuple[int, int, int, int]  # the two-kernel strategy's dQ kernel
+    dkdv: tuple[int, int, int, int]  # ... and its dK/dV kernel
+    query_tiles: int
+    fused_dkdv: tuple[int, int, int, int]  # the dK/dV kernel that also forms dQ
+    fused_query_tiles: int
+
+
+def _gluon_backward_tiles(
+    config: FlashConfig | None, n_queries: int, *tensors: torch.Tensor
+) -> GluonBackwardTiles | None:
+    """The Gluon backward kernels' tiles for this call, or None for the Triton kernels. A
+    config's dkdv tile serves both strategies."""
     if config is not None and config.gluon_backward is not None:
         if not config.gluon_backward:
             return None
@@ -1078,7 +1105,8 @@ def _gluon_backward_tiles(config: FlashConfig | None, n_queries: int, *tensors: 
         dq_tile, dkdv_tile = (
             (t.block_m, t.block_n, t.num_warps, t.num_stages) for t in (config.dq, config.dkdv)
         )
-        return dq_tile, dkdv_tile, config.gluon_dkdv_query_tiles
+        query_tiles = config.gluon_dkdv_query_tiles
+        return GluonBackwardTiles(dq_tile, dkdv_tile, query_tiles, dkdv_tile, query_tiles)
     automatic = (
         config is None
         and GLUON_BACKWARD
@@ -1088,7 +1116,11 @@ def _gluon_backward_tiles(config: FlashConfig | None, n_queries: int, *tensors: 
     if not automatic:
         return None
     _ensure_tma_allocator()
-    return GLUON_DQ_TILE, GLUON_DKDV_TILE, GLUON_DKDV_QUERY_TILES
+    if n_queries >= GLUON_FUSED_WIDE_MIN_QUERIES:
+        fused = GLUON_FUSED_DKDV_TILE, GLUON_FUSED_DKDV_QUERY_TILES
+    else:
+        fused = GLUON_DKDV_TILE, GLUON_DKDV_QUERY_TILES
+    return GluonBackwardTiles(GLUON_DQ_TILE, GLUON_DKDV_TILE, GLUON_DKDV_QUERY_TILES, *fused)
 
 
 def _resolve_tma(config: FlashConfig | None, *streamed: torch.Tensor) -> bool:
@@ -1345,11 +1377,15 @@ def flash_attention_triton_backward(
                 stats_stride, HEAD_DIM=head_dim, BLOCK_M=rows_block,
             )  # fmt: skip
         if gluon_tiles is not None:  # the backward in Gluon: dQ then dK/dV, or dK/dV and dQ
-            dq_tile, dkdv_tile, query_tiles = gluon_tiles
             scales = (stats_stride, sm_scale * LOG2E, sm_scale)
             if not fused_dq:
-                attn_bwd_dq_gluon(q4, k4, v4, do4, o4, lse, stats, dq, is_causal, *scales, *dq_tile)
-            else:  # float32 dQ^T, (B, H, D, T) with its rows padded as the statistics' are
+                attn_bwd_dq_gluon(
+                    q4, k4, v4, do4, o4, lse, stats, dq, is_causal, *scales, *gluon_tiles.dq
+                )  # fmt: skip
+                dkdv_tile, query_tiles = gluon_tiles.dkdv, gluon_tiles.query_tiles
+            else:
+                dkdv_tile, query_tiles = gluon_tiles.fused_dkdv, gluon_tiles.fused_query_tiles
+                # float32 dQ^T, (B, H, D, T) with its rows padded as the statistics' are
                 dq_acc = torch.zeros(
                     (batch, n_heads, head_dim, stats_stride), dtype=torch.float32, device=q.device
                 )
