@@ -759,7 +759,8 @@ class FlashConfig:
     # on Triton (the autotuned path picks, see GLUON_FORWARD).
     gluon_forward: bool | None = None
     # Query tiles per copy in the Gluon dK/dV kernel: each of its dkdv.num_stages buffers holds
-    # this many dkdv.block_m-row tiles (the autotuned path uses GLUON_DKDV_QUERY_TILES).
+    # this many dkdv.block_m-row tiles (the autotuned path: GLUON_DKDV_QUERY_TILES, or with the
+    # fused dQ from GLUON_FUSED_WIDE_MIN_QUERIES queries GLUON_FUSED_DKDV_QUERY_TILES).
     gluon_dkdv_query_tiles: int = 1
 
     def check(self) -> None:
