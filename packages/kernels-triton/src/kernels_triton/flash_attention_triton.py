@@ -1083,7 +1083,7 @@ def _gluon_forward_tile(config: FlashConfig | None, *tensors: torch.Tensor):
     return GLUON_FWD_TILE
 
 
-class GluonBackwardTiles(NamedTuple):
+class _GluonBackwardTiles(NamedTuple):
     """The Gluon backward kernels' launch shapes, (BLOCK_M, BLOCK_N, num_warps, num_stages) for
     each, and the dK/dV kernel's query tiles per copy, for each of the two strategies."""
 
@@ -1096,7 +1096,7 @@ class GluonBackwardTiles(NamedTuple):
 
 def _gluon_backward_tiles(
     config: FlashConfig | None, n_queries: int, *tensors: torch.Tensor
-) -> GluonBackwardTiles | None:
+) -> _GluonBackwardTiles | None:
     """The Gluon backward kernels' tiles for this call, or None for the Triton kernels. A
     config's dkdv tile serves both strategies."""
     if config is not None and config.gluon_backward is not None:
@@ -1107,7 +1107,7 @@ def _gluon_backward_tiles(
             (t.block_m, t.block_n, t.num_warps, t.num_stages) for t in (config.dq, config.dkdv)
         )
         query_tiles = config.gluon_dkdv_query_tiles
-        return GluonBackwardTiles(dq_tile, dkdv_tile, query_tiles, dkdv_tile, query_tiles)
+        return _GluonBackwardTiles(dq_tile, dkdv_tile, query_tiles, dkdv_tile, query_tiles)
     automatic = (
         config is None
         and GLUON_BACKWARD
@@ -1121,7 +1121,7 @@ def _gluon_backward_tiles(
         fused = GLUON_FUSED_DKDV_TILE, GLUON_FUSED_DKDV_QUERY_TILES
     else:
         fused = GLUON_DKDV_TILE, GLUON_DKDV_QUERY_TILES
-    return GluonBackwardTiles(GLUON_DQ_TILE, GLUON_DKDV_TILE, GLUON_DKDV_QUERY_TILES, *fused)
+    return _GluonBackwardTiles(GLUON_DQ_TILE, GLUON_DKDV_TILE, GLUON_DKDV_QUERY_TILES, *fused)
 
 
 def _resolve_tma(config: FlashConfig | None, *streamed: torch.Tensor) -> bool:
