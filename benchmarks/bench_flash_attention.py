@@ -292,6 +292,11 @@ def headline(rep_ms: int, rounds: int) -> None:
         min_scores=fat.GLUON_MIN_SCORES,
     )  # fmt: skip
     emit(gluon, "gluon_forward")  # the forward rows at head_dim 64 ran this kernel, not a tuned one
+    gluon = dict(
+        enabled=fat.GLUON_PINGPONG, head_dims=fat.GLUON_PINGPONG_HEAD_DIMS,
+        tile=fat.GLUON_PINGPONG_TILE, min_scores=fat.GLUON_MIN_SCORES,
+    )  # fmt: skip
+    emit(gluon, "gluon_pingpong_forward")  # ... and the ones at head_dim 128 this one
     shape = (1, 16, 16384, 64)
     mem = {name: peak_memory(shape, torch.bfloat16, name) for name in (*impls, "naive")}
     row = {"shape": list(shape), "dtype": "bfloat16", "causal": True, "pass": "fwd_bwd"}

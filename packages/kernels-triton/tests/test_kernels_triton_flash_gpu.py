@@ -497,36 +497,85 @@ def test_gluon_forward_against_float64(shape, is_causal, dtype, tile, attention_
 
 
 @pytest.mark.skipif(not _hopper(), reason="needs sm_90")
+@pytest.mark.parametrize("tile", [(128, 128, 8, 3), (128, 64, 8, 2)])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("shape, is_causal", GLUON_CASES)
+def test_gluon_pingpong_forward_against_float64(
+    shape, is_causal, dtype, tile, attention_ref, rel_err
+):
+    """O and L from the ping-pong forward (config.gluon_pingpong) against float64, every element
+    written (NaN poison first), and as close as the Triton forward's. Tiles: the autotuned
+    path's, and 64-key tiles, whose causal diagonal band is two masked key tiles per program."""
+    from dataclasses import replace
+
+    from kernels_triton.flash_attention_triton import (
+        TileConfig,
+        default_config,
+        flash_attention_triton_forward,
+    )
+
+    q, k, v, grad_out = _inputs(shape, dtype, seed=hash((shape, is_causal, 12)) % 2**31)
+    ref_out, ref_lse, *_ = attention_ref(q, k, v, grad_out, is_causal)
+    triton_config = default_config(shape[-1], dtype)
+    pingpong_config = replace(
+        triton_config, fwd=TileConfig(*tile), gluon_forward=True, gluon_pingpong=True
+    )
+    out, lse = flash_attention_triton_forward(
+        q, k, v, is_causal, pingpong_config,
+        out=torch.full_like(q, float("nan")),
+        lse=torch.full_like(q[..., 0], float("nan"), dtype=torch.float32),
+    )  # fmt: skip
+    triton_out, triton_lse = flash_attention_triton_forward(q, k, v, is_causal, triton_config)
+    for name, got, want, triton_got in (
+        ("O", out, ref_out, triton_out),
+        ("L", lse, ref_lse, triton_lse),
+    ):
+        assert torch.isfinite(got).all(), f"{name}: unwritten (NaN poison) or non-finite elements"
+        err, triton_err = rel_err(got, want), rel_err(triton_got, want)
+        print(f"{name} {dtype} {shape} {tile} causal={is_causal}: {err:.2e} vs {triton_err:.2e}")
+        assert err < TOLERANCE[dtype], (name, err)
+        assert err < 1.1 * triton_err + 1e-6, (name, err, triton_err)
+
+
+@pytest.mark.skipif(not _hopper(), reason="needs sm_90")
 def test_autotuned_forward_picks_gluon_where_it_applies(monkeypatch):
-    """With no config: the Gluon forward from GLUON_MIN_SCORES scores at head_dim 64 in 16-bit,
-    the Triton kernel for fewer scores, other head_dims and float32 (where forcing it is an error
-    that says why)."""
+    """With no config: from GLUON_MIN_SCORES scores in 16-bit, the Gluon forward at head_dim 64
+    and the ping-pong one at 128; the Triton kernel for fewer scores, other head_dims and float32
+    (where forcing it is an error that says why)."""
     from dataclasses import replace
 
     import kernels_triton.flash_attention_triton as fat
 
     calls = []
-    real = fat.attn_fwd_gluon
 
-    def spy(*args, **kwargs):
-        calls.append(args[-4:])  # the tile
-        return real(*args, **kwargs)
+    def spy(name, real):
+        def launch(*args, **kwargs):
+            calls.append((name, args[-4:]))  # which kernel, at which tile
+            return real(*args, **kwargs)
+
+        return launch
 
     monkeypatch.setattr(fat, "GLUON_MIN_SCORES", 2 * 2048 * 2048)  # a test-sized threshold
-    monkeypatch.setattr(fat, "attn_fwd_gluon", spy)
+    monkeypatch.setattr(fat, "attn_fwd_gluon", spy("one", fat.attn_fwd_gluon))
+    monkeypatch.setattr(
+        fat, "attn_fwd_gluon_pingpong", spy("pingpong", fat.attn_fwd_gluon_pingpong)
+    )
+    one, pingpong = ("one", fat.GLUON_FWD_TILE), ("pingpong", fat.GLUON_PINGPONG_TILE)
     for (batch, heads), n, dim, dtype, expected in (
-        ((1, 2), 2048, 64, torch.bfloat16, 1),
-        ((2, 1), 2048, 64, torch.float16, 1),
-        ((1, 1), 2048, 64, torch.bfloat16, 0),
-        ((1, 2), 2048, 32, torch.bfloat16, 0),
-        ((1, 2), 2048, 64, torch.float32, 0),
+        ((1, 2), 2048, 64, torch.bfloat16, [one]),
+        ((2, 1), 2048, 64, torch.float16, [one]),
+        ((1, 2), 2048, 128, torch.bfloat16, [pingpong]),
+        ((1, 2), 2048, 128, torch.float16, [pingpong]),
+        ((1, 1), 2048, 64, torch.bfloat16, []),
+        ((1, 1), 2048, 128, torch.bfloat16, []),
+        ((1, 2), 2048, 32, torch.bfloat16, []),
+        ((1, 2), 2048, 64, torch.float32, []),
+        ((1, 2), 2048, 128, torch.float32, []),
     ):
         q, k, v, _ = _inputs((batch, heads, n, n, dim), dtype)
         calls.clear()
         fat.flash_attention_triton_forward(q, k, v, True)
-        assert len(calls) == expected, (batch, heads, n, dim, dtype, calls)
-        if expected:
-            assert calls[0] == fat.GLUON_FWD_TILE
+        assert calls == expected, (batch, heads, n, dim, dtype, calls)
     q, k, v, _ = _inputs((1, 2, 2048, 2048, 64), torch.float32)
     config = replace(fat.default_config(64, torch.float32), gluon_forward=True)
     config = replace(config, fwd=fat.TileConfig(64, 64, 4, 2))

@@ -178,6 +178,35 @@ def test_half_precision(dtype, tol, attention_ref, rel_err):
             ),
             "gluon_forward=True needs",
         ),
+        (  # the ping-pong is a Gluon forward
+            FlashConfig(
+                TileConfig(128, 128, 8, 3),
+                TileConfig(16, 32),
+                TileConfig(32, 16),
+                gluon_pingpong=True,
+            ),
+            "set gluon_forward=True",
+        ),
+        (  # ... of two warpgroups of 64 queries
+            FlashConfig(
+                TileConfig(64, 128, 4, 3),
+                TileConfig(16, 32),
+                TileConfig(32, 16),
+                gluon_forward=True,
+                gluon_pingpong=True,
+            ),
+            "two warpgroups of 64 queries",
+        ),
+        (  # a valid ping-pong tile, but no Hopper GPU here
+            FlashConfig(
+                TileConfig(128, 128, 8, 3),
+                TileConfig(16, 32),
+                TileConfig(32, 16),
+                gluon_forward=True,
+                gluon_pingpong=True,
+            ),
+            "gluon_forward=True needs",
+        ),
     ],
 )
 def test_bad_tile_configs_raise(config, message):
@@ -267,6 +296,12 @@ def test_gluon_launch_shapes_that_cannot_run_are_errors():
         gluon.attn_bwd_dq_gluon(t, t, t, t, t, stats[0], stats, t, True, *scales, num_stages=1)
     with pytest.raises(ValueError, match="num_stages=1"):
         gluon.attn_fwd_gluon(t, t, t, t, stats[0], True, 1.0, num_stages=1)
+    with pytest.raises(ValueError, match="num_stages=1"):
+        gluon.attn_fwd_gluon_pingpong(t, t, t, t, stats[0], True, 1.0, num_stages=1)
+    with pytest.raises(ValueError, match="num_warps=4"):  # two consumer warpgroups: 8 warps
+        gluon.attn_fwd_gluon_pingpong(t, t, t, t, stats[0], True, 1.0, 128, 128, 4, 3)
+    with pytest.raises(ValueError, match="BLOCK_M=64"):
+        gluon.attn_fwd_gluon_pingpong(t, t, t, t, stats[0], True, 1.0, 64, 128, 8, 3)
     with pytest.raises(ValueError, match="head_dim a multiple of 64"):
         gluon.gluon_dkdv_layouts(32, torch.bfloat16, 64, 64, 4, 2, fused_dq=True)
     with pytest.raises(ValueError, match="head_dim a multiple of 64"):  # 128 rows, 4 warps

@@ -813,6 +813,25 @@ def _fwd_key_loop(
 
 
 @gluon.jit
+def _store_out_rows(
+    O, LSE, acc, row_max, row_sum, batch, head, bh, stride_ob, stride_oh, stride_ot, start_m,
+    n_queries, ROWS: gl.constexpr, HEAD_DIM: gl.constexpr, OUT_LAYOUT: gl.constexpr,
+):  # fmt: skip
+    """The forward's epilogue for query rows [start_m, start_m + ROWS): O = acc / row sum into O
+    and L into LSE, rows past n_queries left alone."""
+    out_rows: gl.constexpr = gl.SliceLayout(1, OUT_LAYOUT)
+    rows = start_m + gl.arange(0, ROWS, layout=out_rows)
+    row_in = rows < n_queries
+    acc = acc / gl.expand_dims(gl.convert_layout(row_sum, out_rows), 1)
+    # L = ln(sum_j exp(s_j)) = (m + log2 l) * ln 2, m in log2 units of the scaled scores
+    lse = gl.convert_layout((row_max + gl.log2(row_sum)) * 0.6931471805599453, out_rows)
+    gl.store(LSE + bh.to(gl.int64) * n_queries + rows, lse, mask=row_in)
+    cols_d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, OUT_LAYOUT))
+    o_ptrs = _head_rows(O, batch, head, stride_ob, stride_oh, stride_ot, rows, cols_d)
+    gl.store(o_ptrs, acc.to(O.dtype.element_ty), mask=gl.expand_dims(row_in, 1))
+
+
+@gluon.jit
 def _attn_fwd_gluon_kernel(
     Q,
     K,
@@ -882,7 +901,6 @@ def _attn_fwd_gluon_kernel(
         _issue_key_tile(k_desc, v_desc, k_smem, v_smem, ready, j, n_iters, NUM_STAGES, BLOCK_N)
 
     score_rows: gl.constexpr = gl.SliceLayout(1, SCORES_LAYOUT)
-    out_rows: gl.constexpr = gl.SliceLayout(1, OUT_LAYOUT)
     score_row_ids = start_m + gl.arange(0, BLOCK_M, layout=score_rows)
     offs_n = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, SCORES_LAYOUT))
     # P~ as the register (A) operand of O += P~ V
@@ -909,15 +927,10 @@ def _attn_fwd_gluon_kernel(
         mbarrier.invalidate(ready.index(buffer))
     mbarrier.invalidate(queries_ready)
 
-    rows = start_m + gl.arange(0, BLOCK_M, layout=out_rows)
-    row_in = rows < n_queries
-    acc = acc / gl.expand_dims(gl.convert_layout(row_sum, out_rows), 1)
-    # L = ln(sum_j exp(s_j)) = (m + log2 l) * ln 2, m in log2 units of the scaled scores
-    lse = gl.convert_layout((row_max + gl.log2(row_sum)) * 0.6931471805599453, out_rows)
-    gl.store(LSE + bh.to(gl.int64) * n_queries + rows, lse, mask=row_in)
-    cols_d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, OUT_LAYOUT))
-    o_ptrs = _head_rows(O, batch, head, stride_ob, stride_oh, stride_ot, rows, cols_d)
-    gl.store(o_ptrs, acc.to(dtype), mask=gl.expand_dims(row_in, 1))
+    _store_out_rows(
+        O, LSE, acc, row_max, row_sum, batch, head, bh, stride_ob, stride_oh, stride_ot,
+        start_m, n_queries, BLOCK_M, HEAD_DIM, OUT_LAYOUT,
+    )  # fmt: skip
 
 
 @functools.cache
@@ -950,4 +963,269 @@ def attn_fwd_gluon(
         HEAD_DIM=head_dim, CAUSAL=is_causal, BLOCK_M=block_m, BLOCK_N=block_n,
         NUM_STAGES=num_stages, num_warps=num_warps,
         **gluon_forward_layouts(head_dim, q4.dtype, block_m, block_n, num_warps),
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# The forward with FlashAttention-3's ping-pong: two consumer warpgroups and a producer warp
+# --------------------------------------------------------------------------------------------
+
+
+@gluon.jit
+def _pingpong_producer(
+    q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, queries_ready, ready, free, start_m, n_iters,
+    HALF_M: gl.constexpr, BLOCK_N: gl.constexpr, NUM_STAGES: gl.constexpr,
+):  # fmt: skip
+    """The producer warp: the program's two query halves once, then key tile after key tile
+    (K and V) into the ring, each into a buffer both consumers have released."""
+    mbarrier.expect(queries_ready, 2 * q_desc.block_type.nbytes)
+    tma.async_copy_global_to_shared(q_desc, [start_m, 0], queries_ready, q_smem.index(0))
+    tma.async_copy_global_to_shared(q_desc, [start_m + HALF_M, 0], queries_ready, q_smem.index(1))
+    for j in range(n_iters):
+        # Key tile j - NUM_STAGES, the buffer's last tenant, must have been read by both.
+        stage = j % NUM_STAGES
+        mbarrier.wait(free.index(stage), ((j // NUM_STAGES) + 1) & 1, pred=j >= NUM_STAGES)
+        _issue_key_tile(k_desc, v_desc, k_smem, v_smem, ready, j, n_iters, NUM_STAGES, BLOCK_N)
+
+
+@gluon.jit
+def _pingpong_key_loop(
+    acc, row_max, row_sum, probs_op, q_tile, k_smem, v_smem, ready, free, turn, scores_init,
+    lo, hi, qk_scale, n_keys, score_row_ids, offs_n, WARPGROUP: gl.constexpr,
+    MASKED: gl.constexpr, CAUSAL: gl.constexpr, BLOCK_N: gl.constexpr,
+    NUM_STAGES: gl.constexpr, DTYPE: gl.constexpr, OPERAND_LAYOUT: gl.constexpr,
+):  # fmt: skip
+    """Key tiles [lo, hi) of one consumer warpgroup. Per tile j, on its turn, it issues
+    S_j = Q K_j^T and then tile j - 1's O += P~ V (probs_op holds P~_{j-1}), hands the turn to
+    the other warpgroup, whose products then queue behind these, and runs S_j's softmax while
+    its own P~V and the other's products occupy the tensor cores."""
+    out_rows: gl.constexpr = gl.SliceLayout(1, OPERAND_LAYOUT.parent)
+    for j in range(lo, hi):
+        stage = j % NUM_STAGES
+        previous = (j + NUM_STAGES - 1) % NUM_STAGES
+        mbarrier.wait(ready.index(stage), (j // NUM_STAGES) & 1)
+        mbarrier.wait(turn.index(WARPGROUP), j & 1)
+        scores = warpgroup_mma(
+            q_tile, k_smem.index(stage).permute((1, 0)), scores_init, use_acc=False, is_async=True
+        )  # S_j = Q K_j^T, (HALF_M, BLOCK_N)
+        acc = warpgroup_mma(probs_op, v_smem.index(previous), acc, is_async=True)
+        mbarrier.arrive(turn.index(1 - WARPGROUP))
+        scores = warpgroup_mma_wait(num_outstanding=1, deps=(scores,))  # P~V still running
+        probs_op, rescale, row_max, row_sum = _online_softmax(
+            scores, row_max, row_sum, qk_scale, j, n_keys, score_row_ids, offs_n, MASKED, CAUSAL,
+            BLOCK_N, DTYPE, OPERAND_LAYOUT,
+        )  # fmt: skip
+        acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+        mbarrier.arrive(free.index(previous))  # this warpgroup is done with key tile j - 1
+        acc = acc * gl.expand_dims(gl.convert_layout(rescale, out_rows), 1)
+    return acc, row_max, row_sum, probs_op
+
+
+@gluon.jit
+def _pingpong_consumer(
+    q_smem, k_smem, v_smem, queries_ready, ready, free, turn, O, LSE, batch, head, bh,
+    stride_ob, stride_oh, stride_ot, start_m, n_iters, n_unmasked, n_queries, n_keys, qk_scale,
+    WARPGROUP: gl.constexpr, HEAD_DIM: gl.constexpr, CAUSAL: gl.constexpr,
+    HALF_M: gl.constexpr, BLOCK_N: gl.constexpr, NUM_STAGES: gl.constexpr,
+    SCORES_LAYOUT: gl.constexpr, OUT_LAYOUT: gl.constexpr,
+):  # fmt: skip
+    """One consumer warpgroup: O and L of query rows start_m + WARPGROUP * HALF_M onwards."""
+    dtype: gl.constexpr = q_smem.dtype
+    first_row = start_m + WARPGROUP * HALF_M
+    score_rows: gl.constexpr = gl.SliceLayout(1, SCORES_LAYOUT)
+    score_row_ids = first_row + gl.arange(0, HALF_M, layout=score_rows)
+    offs_n = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, SCORES_LAYOUT))
+    operand_layout: gl.constexpr = gl.DotOperandLayout(
+        operand_index=0, parent=OUT_LAYOUT, k_width=2
+    )
+    scores_init = gl.zeros([HALF_M, BLOCK_N], gl.float32, SCORES_LAYOUT)  # ignored: use_acc=False
+    row_max = gl.full([HALF_M], -float("inf"), gl.float32, score_rows)  # log2 units
+    row_sum = gl.zeros([HALF_M], gl.float32, score_rows)
+    acc = gl.zeros([HALF_M, HEAD_DIM], gl.float32, OUT_LAYOUT)
+    q_tile = q_smem.index(WARPGROUP)
+    mbarrier.wait(queries_ready, 0)
+
+    # Key tile 0 has no P~V before it: S_0 alone on the first turn.
+    mbarrier.wait(ready.index(0), 0)
+    mbarrier.wait(turn.index(WARPGROUP), 0)
+    scores = warpgroup_mma(
+        q_tile, k_smem.index(0).permute((1, 0)), scores_init, use_acc=False, is_async=True
+    )
+    mbarrier.arrive(turn.index(1 - WARPGROUP))
+    scores = warpgroup_mma_wait(num_outstanding=0, deps=(scores,))
+    if n_unmasked == 0:  # tile 0 is in the diagonal band or past the last key
+        probs_op, _, row_max, row_sum = _online_softmax(
+            scores, row_max, row_sum, qk_scale, 0, n_keys, score_row_ids, offs_n, True, CAUSAL,
+            BLOCK_N, dtype, operand_layout,
+        )  # fmt: skip
+    else:  # (the accumulator is still zero: no rescaling)
+        probs_op, _, row_max, row_sum = _online_softmax(
+            scores, row_max, row_sum, qk_scale, 0, n_keys, score_row_ids, offs_n, False, CAUSAL,
+            BLOCK_N, dtype, operand_layout,
+        )  # fmt: skip
+    acc, row_max, row_sum, probs_op = _pingpong_key_loop(
+        acc, row_max, row_sum, probs_op, q_tile, k_smem, v_smem, ready, free, turn, scores_init,
+        1, n_unmasked, qk_scale, n_keys, score_row_ids, offs_n, WARPGROUP, False, CAUSAL,
+        BLOCK_N, NUM_STAGES, dtype, operand_layout,
+    )  # fmt: skip
+    acc, row_max, row_sum, probs_op = _pingpong_key_loop(
+        acc, row_max, row_sum, probs_op, q_tile, k_smem, v_smem, ready, free, turn, scores_init,
+        gl.maximum(n_unmasked, 1), n_iters, qk_scale, n_keys, score_row_ids, offs_n, WARPGROUP,
+        True, CAUSAL, BLOCK_N, NUM_STAGES, dtype, operand_layout,
+    )  # fmt: skip
+    # The last key tile's P~V, on a turn of its own.
+    mbarrier.wait(turn.index(WARPGROUP), n_iters & 1)
+    acc = warpgroup_mma(probs_op, v_smem.index((n_iters - 1) % NUM_STAGES), acc, is_async=True)
+    mbarrier.arrive(turn.index(1 - WARPGROUP))
+    acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+    _store_out_rows(
+        O, LSE, acc, row_max, row_sum, batch, head, bh, stride_ob, stride_oh, stride_ot,
+        first_row, n_queries, HALF_M, HEAD_DIM, OUT_LAYOUT,
+    )  # fmt: skip
+
+
+@gluon.jit
+def _attn_fwd_pingpong_kernel(
+    Q,
+    K,
+    V,
+    O,
+    LSE,  # float32 (B*H, T_q), natural log
+    stride_qb,
+    stride_qh,
+    stride_qt,
+    stride_kb,
+    stride_kh,
+    stride_kt,
+    stride_vb,
+    stride_vh,
+    stride_vt,
+    stride_ob,
+    stride_oh,
+    stride_ot,
+    n_heads,
+    n_queries,
+    n_keys,
+    qk_scale,
+    HEAD_DIM: gl.constexpr,
+    CAUSAL: gl.constexpr,
+    BLOCK_M: gl.constexpr,  # query rows per program: two warpgroups of BLOCK_M // 2
+    BLOCK_N: gl.constexpr,
+    NUM_STAGES: gl.constexpr,
+    QUERY_TILE_LAYOUT: gl.constexpr,  # shared: (BLOCK_M // 2, HEAD_DIM) half of the Q tile
+    KEY_TILE_LAYOUT: gl.constexpr,  # shared: (BLOCK_N, HEAD_DIM) tiles of K and V
+    SCORES_LAYOUT: gl.constexpr,  # registers, per warpgroup: (BLOCK_M // 2, BLOCK_N) S
+    OUT_LAYOUT: gl.constexpr,  # registers, per warpgroup: (BLOCK_M // 2, HEAD_DIM) O
+    CONSUMER_REGISTERS: gl.constexpr,
+    PRODUCER_REGISTERS: gl.constexpr,
+    num_warps: gl.constexpr,  # 4: the first consumer warpgroup (the default partition)
+):
+    """O and L of one BLOCK_M-query tile, FlashAttention-3's way (see PINGPONG in the module
+    docstring): a producer warp streams K and V, two consumer warpgroups take turns on the
+    tensor cores."""
+    HALF_M: gl.constexpr = BLOCK_M // 2
+    dtype: gl.constexpr = Q.dtype.element_ty
+    tile_m = gl.program_id(0)
+    if CAUSAL:  # the last query tiles see the most keys: start them first to shorten the tail
+        tile_m = gl.num_programs(0) - 1 - tile_m
+    bh = gl.program_id(1)
+    batch = bh.to(gl.int64) // n_heads
+    head = bh.to(gl.int64) % n_heads
+    start_m = tile_m * BLOCK_M
+
+    q_desc = _head_tiles(
+        Q, batch, head, stride_qb, stride_qh, stride_qt, n_queries, HALF_M, HEAD_DIM,
+        QUERY_TILE_LAYOUT,
+    )  # fmt: skip
+    k_desc, v_desc = _key_descriptors(
+        K, V, batch, head, stride_kb, stride_kh, stride_kt, stride_vb, stride_vh, stride_vt,
+        n_keys, BLOCK_N, HEAD_DIM, KEY_TILE_LAYOUT,
+    )  # fmt: skip
+    q_smem = gl.allocate_shared_memory(dtype, [2, HALF_M, HEAD_DIM], QUERY_TILE_LAYOUT)
+    k_smem, v_smem, ready = _key_tile_ring(dtype, NUM_STAGES, BLOCK_N, HEAD_DIM, KEY_TILE_LAYOUT)
+    free = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
+    for buffer in gl.static_range(NUM_STAGES):
+        mbarrier.init(free.index(buffer), count=2)  # one arrival per consumer warpgroup
+    # turn[w] completes a phase each time warpgroup w may issue its next products; the two
+    # alternate strictly, warpgroup 0 first.
+    turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    mbarrier.init(turn.index(0), count=1)
+    mbarrier.init(turn.index(1), count=1)
+    mbarrier.arrive(turn.index(0))
+    queries_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    mbarrier.init(queries_ready, count=1)
+
+    # As in the one-warpgroup forward: key tiles right of the query tile are never loaded; the
+    # ones from the diagonal band (or a last, partial tile) on are masked.
+    key_hi = gl.minimum(start_m + BLOCK_M, n_keys) if CAUSAL else n_keys
+    n_iters = gl.cdiv(key_hi, BLOCK_N)
+    n_unmasked = (start_m if CAUSAL else n_keys) // BLOCK_N
+
+    # Gluon passes each partition its arguments as one flat tuple (no * unpacking in kernels).
+    gl.warp_specialize(
+        [
+            (
+                _pingpong_consumer,
+                (q_smem, k_smem, v_smem, queries_ready, ready, free, turn, O, LSE, batch, head, bh,
+                 stride_ob, stride_oh, stride_ot, start_m, n_iters, n_unmasked, n_queries, n_keys,
+                 qk_scale, 0, HEAD_DIM, CAUSAL, HALF_M, BLOCK_N, NUM_STAGES, SCORES_LAYOUT,
+                 OUT_LAYOUT),
+            ),
+            (
+                _pingpong_consumer,
+                (q_smem, k_smem, v_smem, queries_ready, ready, free, turn, O, LSE, batch, head, bh,
+                 stride_ob, stride_oh, stride_ot, start_m, n_iters, n_unmasked, n_queries, n_keys,
+                 qk_scale, 1, HEAD_DIM, CAUSAL, HALF_M, BLOCK_N, NUM_STAGES, SCORES_LAYOUT,
+                 OUT_LAYOUT),
+            ),
+            (
+                _pingpong_producer,
+                (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, queries_ready, ready, free,
+                 start_m, n_iters, HALF_M, BLOCK_N, NUM_STAGES),
+            ),
+        ],
+        [4, 1],  # warps: the second consumer warpgroup, the producer
+        [CONSUMER_REGISTERS, PRODUCER_REGISTERS],
+    )  # fmt: skip
+
+
+@functools.cache
+def gluon_pingpong_layouts(head_dim: int, dtype: torch.dtype, block_m: int, block_n: int):
+    """The ping-pong forward's shared and register layouts (constexpr arguments)."""
+    if block_m != 128:
+        raise ValueError(f"BLOCK_M={block_m}: the ping-pong forward takes two warpgroups of 64")
+    return dict(
+        **_tile_layouts(head_dim, dtype, block_m // 2, block_n),
+        SCORES_LAYOUT=_mma_layout(4, block_n),
+        OUT_LAYOUT=_mma_layout(4, head_dim),
+    )
+
+
+# Registers per thread after the split (setmaxnreg): the producer warp needs few, which leaves
+# the consumers 240 (FlashAttention-3's split; 232 timed the same).
+PINGPONG_CONSUMER_REGISTERS = 240
+PINGPONG_PRODUCER_REGISTERS = 24
+
+
+def attn_fwd_gluon_pingpong(
+    q4, k4, v4, out, lse, is_causal, qk_scale, block_m=128, block_n=128, num_warps=8,
+    num_stages=3,
+):  # fmt: skip
+    """Launch the ping-pong forward on (B, H, T, D) tensors: O into `out`, L (natural log) into
+    `lse` ((B*H, T_q) float32). The tile is (BLOCK_M, BLOCK_N, consumer warps, buffers): two
+    consumer warpgroups of 64 query rows (num_warps 8) and a producer warp."""
+    batch, n_heads, n_queries, head_dim = q4.shape
+    n_keys = k4.shape[2]
+    _check_ring(num_stages)
+    if num_warps != 8:
+        raise ValueError(f"num_warps={num_warps}: the ping-pong forward has 8 consumer warps")
+    grid = (triton.cdiv(n_queries, block_m), batch * n_heads)
+    _attn_fwd_pingpong_kernel[grid](
+        q4, k4, v4, out, lse,
+        *q4.stride()[:3], *k4.stride()[:3], *v4.stride()[:3], *out.stride()[:3],
+        n_heads, n_queries, n_keys, qk_scale,
+        HEAD_DIM=head_dim, CAUSAL=is_causal, BLOCK_M=block_m, BLOCK_N=block_n,
+        NUM_STAGES=num_stages, CONSUMER_REGISTERS=PINGPONG_CONSUMER_REGISTERS,
+        PRODUCER_REGISTERS=PINGPONG_PRODUCER_REGISTERS, num_warps=4,
+        **gluon_pingpong_layouts(head_dim, q4.dtype, block_m, block_n),
     )  # fmt: skip

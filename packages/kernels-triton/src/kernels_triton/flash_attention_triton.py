@@ -1,7 +1,8 @@
 """FlashAttention-2 forward and backward in Triton: kernels, launchers and the autograd.Function.
 
-Five kernels, each one program per (tile, batch*head) (on Hopper at head_dim 64 the two-kernel
-backward runs the Gluon twins of the dQ and dK/dV kernels instead: flash_attention_gluon.py):
+Five kernels, each one program per (tile, batch*head) (on Hopper with 16-bit inputs, long enough
+calls run Gluon kernels instead, flash_attention_gluon.py: at head_dim 64 the forward and both
+backward kernels, at head_dim 128 the forward with FlashAttention-3's ping-pong):
 
 - `_attn_fwd_kernel`: one query tile against all its key tiles with the online softmax; writes O
   and the log-sum-exp L (natural log, float32) of every query row.
@@ -49,6 +50,7 @@ try:  # Gluon is Triton 3.6's experimental dialect: another Triton may lack it o
         attn_bwd_dkdv_gluon,
         attn_bwd_dq_gluon,
         attn_fwd_gluon,
+        attn_fwd_gluon_pingpong,
         gluon_supported,
     )
 
@@ -758,6 +760,10 @@ class FlashConfig:
     # exceed block_m): True forces it (same needs as gluon_backward), None leaves explicit configs
     # on Triton (the autotuned path picks, see GLUON_FORWARD).
     gluon_forward: bool | None = None
+    # With gluon_forward=True: the fwd tile as FlashAttention-3's ping-pong forward instead
+    # (block_m = 128 queries over two 4-warp consumer warpgroups, num_warps = 8, which take turns
+    # on the tensor cores, plus a producer warp; the autotuned path: GLUON_PINGPONG).
+    gluon_pingpong: bool = False
     # Query tiles per copy in the Gluon dK/dV kernel: each of its dkdv.num_stages buffers holds
     # this many dkdv.block_m-row tiles (the autotuned path: GLUON_DKDV_QUERY_TILES, or with the
     # fused dQ from GLUON_FUSED_WIDE_MIN_QUERIES queries GLUON_FUSED_DKDV_QUERY_TILES).
@@ -767,6 +773,14 @@ class FlashConfig:
         for name, tile in (("fwd", self.fwd), ("dkdv", self.dkdv), ("dq", self.dq)):
             if tile.block_m < 16 or tile.block_n < 16:
                 raise ValueError(f"{name} tiles must be at least 16 x 16, got {tile}")
+        if self.gluon_pingpong:
+            if not self.gluon_forward:
+                raise ValueError("gluon_pingpong=True is a Gluon forward: set gluon_forward=True")
+            if (self.fwd.block_m, self.fwd.num_warps) != (128, 8):
+                raise ValueError(
+                    "the ping-pong forward needs fwd.block_m = 128 over num_warps = 8 (two "
+                    f"warpgroups of 64 queries), got {self.fwd}"
+                )
         if self.gluon_forward:  # masks its diagonal band per element: any block_n
             if self.fwd.block_m != 16 * self.fwd.num_warps:
                 raise ValueError(
@@ -1041,13 +1055,24 @@ GLUON_MIN_SCORES = 2**28
 # head_dim 128 (64-key tiles) 0.64-0.66 against Triton's 0.59-0.61.
 GLUON_FORWARD = True
 GLUON_FWD_TILE = (64, 128, 4, 2)
+# At these head_dims (same conditions) the forward is FlashAttention-3's ping-pong
+# (flash_attention_gluon.py, attn_fwd_gluon_pingpong): 128-query programs of two consumer
+# warpgroups that take turns on the tensor cores, so that one's softmax runs while the other's
+# products do, and a producer warp for the copies; 128-key tiles in three buffers (224 KiB).
+# On the H100 (twelfth session, probe 3, same process) at B4 H16 T4K D128 bf16: causal
+# 0.587 ms (469 TFLOP/s) against the Triton forward's 0.608 (452) and cuDNN's 0.538 (511);
+# non-causal 0.992 (554) against 1.034 (532) and 0.934 (589). Slower than GLUON_FWD_TILE at D64
+# (1.33 vs 1.26 ms at B1 H16 T16K), where the one-warpgroup programs already overlap.
+GLUON_PINGPONG = True
+GLUON_PINGPONG_HEAD_DIMS = (128,)
+GLUON_PINGPONG_TILE = (128, 128, 8, 3)
 
 
-def _gluon_applies(*tensors: torch.Tensor) -> bool:
+def _gluon_applies(*tensors: torch.Tensor, head_dims: tuple[int, ...] = GLUON_HEAD_DIMS) -> bool:
     """Whether the autotuned path takes the Gluon kernels for these (B, H, T, D) tensors (the
     first two q and k): head_dim, call size and the kernels' input needs."""
     return (
-        tensors[0].shape[-1] in GLUON_HEAD_DIMS
+        tensors[0].shape[-1] in head_dims
         and math.prod(tensors[0].shape[:3]) * tensors[1].shape[2] >= GLUON_MIN_SCORES
         and gluon_supported(*tensors)
     )
@@ -1069,18 +1094,22 @@ def _require_gluon(flag: str, *tensors: torch.Tensor) -> None:
 
 
 def _gluon_forward_tile(config: FlashConfig | None, *tensors: torch.Tensor):
-    """The Gluon forward's (BLOCK_M, BLOCK_N, num_warps, num_stages) for this call, or None for
-    the Triton kernel."""
+    """The Gluon forward for this call, as (launcher, (BLOCK_M, BLOCK_N, num_warps,
+    num_stages)), or None for the Triton kernel."""
     if config is not None:
         if not config.gluon_forward:
             return None
         _require_gluon("gluon_forward", *tensors)
         tile = config.fwd
-        return tile.block_m, tile.block_n, tile.num_warps, tile.num_stages
-    if not (GLUON_FORWARD and _gluon_applies(*tensors)):
-        return None
-    _ensure_tma_allocator()
-    return GLUON_FWD_TILE
+        launcher = attn_fwd_gluon_pingpong if config.gluon_pingpong else attn_fwd_gluon
+        return launcher, (tile.block_m, tile.block_n, tile.num_warps, tile.num_stages)
+    if GLUON_PINGPONG and _gluon_applies(*tensors, head_dims=GLUON_PINGPONG_HEAD_DIMS):
+        _ensure_tma_allocator()
+        return attn_fwd_gluon_pingpong, GLUON_PINGPONG_TILE
+    if GLUON_FORWARD and _gluon_applies(*tensors):
+        _ensure_tma_allocator()
+        return attn_fwd_gluon, GLUON_FWD_TILE
+    return None
 
 
 class _GluonBackwardTiles(NamedTuple):
@@ -1284,9 +1313,10 @@ def flash_attention_triton_forward(
         config = INTERPRETER_CONFIG
     if config is not None:
         config.check()
-    gluon_tile = _gluon_forward_tile(config, q4, k4, v4, out)
-    if gluon_tile is not None:
-        attn_fwd_gluon(q4, k4, v4, out, lse, is_causal, sm_scale * LOG2E, *gluon_tile)
+    gluon = _gluon_forward_tile(config, q4, k4, v4, out)
+    if gluon is not None:
+        launcher, tile = gluon
+        launcher(q4, k4, v4, out, lse, is_causal, sm_scale * LOG2E, *tile)
         return out_buffer, lse_buffer
     use_tma = _resolve_tma(config, k4, v4)
     constants = dict(
