@@ -278,6 +278,8 @@ def headline(rep_ms: int, rounds: int) -> None:
 
     for key, fused in fat._fused_backward_faster.items():  # the strategy each key timed faster
         emit({"key": [str(part) for part in key], "fused_dq": fused}, "backward_strategy")
+    for key, pingpong in fat._pingpong_forward_faster.items():  # ... and forward (head_dim 128)
+        emit({"key": [str(part) for part in key], "pingpong": pingpong}, "forward_strategy")
     gluon = dict(
         enabled=fat.GLUON_BACKWARD, head_dims=fat.GLUON_HEAD_DIMS, dq_tile=fat.GLUON_DQ_TILE,
         dkdv_tile=fat.GLUON_DKDV_TILE, dkdv_query_tiles=fat.GLUON_DKDV_QUERY_TILES,

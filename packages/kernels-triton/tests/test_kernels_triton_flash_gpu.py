@@ -157,6 +157,40 @@ def test_backward_strategy_is_timed_once_per_key(monkeypatch, attention_ref, rel
     assert isinstance(choice, bool)
 
 
+@pytest.mark.skipif(
+    not (torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9),
+    reason="the ping-pong forward needs sm_90",
+)
+def test_pingpong_forward_is_timed_once_per_key(monkeypatch, attention_ref, rel_err):
+    """With no config at head_dim 128 (16-bit, from GLUON_MIN_SCORES scores), the first forward
+    per autotuning key times the tuned Triton forward against the ping-pong (A B B A), keeps the
+    faster, and later calls reuse it; either way O and L are right."""
+    import triton
+
+    import kernels_triton.flash_attention_triton as fa
+
+    monkeypatch.setattr(fa, "GLUON_MIN_SCORES", 2 * 2048 * 2048)  # a test-sized threshold
+    monkeypatch.setattr(fa, "_pingpong_forward_faster", {})
+    timed = []
+    real_do_bench = triton.testing.do_bench
+
+    def counting_do_bench(fn, **kwargs):
+        if isinstance(fn, functools.partial):
+            timed.append(fn.args)
+        return real_do_bench(fn, **kwargs)
+
+    monkeypatch.setattr(triton.testing, "do_bench", counting_do_bench)
+    q, k, v, grad_out = _inputs((1, 2, 2049, 2049, 128), torch.bfloat16, seed=14)
+    ref_out, ref_lse, *_ = attention_ref(q, k, v, grad_out, True)
+    for call in range(2):
+        out, lse = fa.flash_attention_triton_forward(q, k, v, True)
+        assert rel_err(out, ref_out) < TOLERANCE[torch.bfloat16]
+        assert rel_err(lse, ref_lse) < TOLERANCE[torch.bfloat16]
+        assert timed == [(False,), (True,), (True,), (False,)], f"call {call}: timed {timed}"
+    (choice,) = fa._pingpong_forward_faster.values()
+    assert isinstance(choice, bool)
+
+
 def test_float32_backward_autotuned_where_no_fused_tile_fits(monkeypatch, attention_ref, rel_err):
     """float32 at head_dim 64, no config: the fused-dQ kernel has no tile that fits in shared
     memory there (its float32 3xTF32 tiles need ~340 KB on the H100). Timing the strategies must
@@ -540,7 +574,8 @@ def test_gluon_pingpong_forward_against_float64(
 @pytest.mark.skipif(not _hopper(), reason="needs sm_90")
 def test_autotuned_forward_picks_gluon_where_it_applies(monkeypatch):
     """With no config: from GLUON_MIN_SCORES scores in 16-bit, the Gluon forward at head_dim 64
-    and the ping-pong one at 128; the Triton kernel for fewer scores, other head_dims and float32
+    and at 128 the ping-pong one where its timing against the Triton forward says so (here
+    stubbed: both answers); the Triton kernel for fewer scores, other head_dims and float32
     (where forcing it is an error that says why)."""
     from dataclasses import replace
 
@@ -560,22 +595,36 @@ def test_autotuned_forward_picks_gluon_where_it_applies(monkeypatch):
     monkeypatch.setattr(
         fat, "attn_fwd_gluon_pingpong", spy("pingpong", fat.attn_fwd_gluon_pingpong)
     )
+    asked = []
+
+    def timing_says(answer):
+        def second_is_faster(memo, key, launch):
+            asked.append(key)
+            return answer
+
+        return second_is_faster
+
     one, pingpong = ("one", fat.GLUON_FWD_TILE), ("pingpong", fat.GLUON_PINGPONG_TILE)
-    for (batch, heads), n, dim, dtype, expected in (
-        ((1, 2), 2048, 64, torch.bfloat16, [one]),
-        ((2, 1), 2048, 64, torch.float16, [one]),
-        ((1, 2), 2048, 128, torch.bfloat16, [pingpong]),
-        ((1, 2), 2048, 128, torch.float16, [pingpong]),
-        ((1, 1), 2048, 64, torch.bfloat16, []),
-        ((1, 1), 2048, 128, torch.bfloat16, []),
-        ((1, 2), 2048, 32, torch.bfloat16, []),
-        ((1, 2), 2048, 64, torch.float32, []),
-        ((1, 2), 2048, 128, torch.float32, []),
+    for (batch, heads), n, dim, dtype, pingpong_faster, expected in (
+        ((1, 2), 2048, 64, torch.bfloat16, True, [one]),
+        ((2, 1), 2048, 64, torch.float16, True, [one]),
+        ((1, 2), 2048, 128, torch.bfloat16, True, [pingpong]),
+        ((1, 2), 2048, 128, torch.float16, True, [pingpong]),
+        ((1, 2), 2048, 128, torch.bfloat16, False, []),
+        ((1, 1), 2048, 64, torch.bfloat16, True, []),
+        ((1, 1), 2048, 128, torch.bfloat16, True, []),
+        ((1, 2), 2048, 32, torch.bfloat16, True, []),
+        ((1, 2), 2048, 64, torch.float32, True, []),
+        ((1, 2), 2048, 128, torch.float32, True, []),
     ):
+        monkeypatch.setattr(fat, "_second_is_faster", timing_says(pingpong_faster))
         q, k, v, _ = _inputs((batch, heads, n, n, dim), dtype)
         calls.clear()
+        asked.clear()
         fat.flash_attention_triton_forward(q, k, v, True)
         assert calls == expected, (batch, heads, n, dim, dtype, calls)
+        # only the calls the ping-pong is eligible for are timed
+        assert len(asked) == (dim == 128 and dtype != torch.float32 and batch * heads == 2)
     q, k, v, _ = _inputs((1, 2, 2048, 2048, 64), torch.float32)
     config = replace(fat.default_config(64, torch.float32), gluon_forward=True)
     config = replace(config, fwd=fat.TileConfig(64, 64, 4, 2))

@@ -931,6 +931,8 @@ _chosen_configs: dict[tuple, tuple[triton.Config, dict]] = {}
 
 # autotuning key -> whether the fused-dQ backward was the faster one there
 _fused_backward_faster: dict[tuple, bool] = {}
+# autotuning key -> whether the ping-pong forward beat the tuned Triton forward there
+_pingpong_forward_faster: dict[tuple, bool] = {}
 
 
 # The order the two strategies are timed in: A B B A, so that a clock drifting through the
@@ -940,21 +942,26 @@ _fused_backward_faster: dict[tuple, bool] = {}
 _STRATEGY_TIMING_ORDER = (False, True, True, False)
 
 
-def _faster_backward(key: tuple, launch: Callable[[bool], None]) -> bool:
-    """Whether the fused-dQ backward beats the two-kernel one for this key: timed once per key
-    (after each has tuned its tiles; ~1.5 s), then remembered."""
-    faster = _fused_backward_faster.get(key)
+def _second_is_faster(memo: dict, key: tuple, launch: Callable[[bool], None]) -> bool:
+    """Whether launch(True) runs faster than launch(False) for this key: timed once per key
+    (after each has tuned its tiles), remembered in `memo`."""
+    faster = memo.get(key)
     if faster is None:
         total = {False: 0.0, True: 0.0}
-        for fused in _STRATEGY_TIMING_ORDER:
-            if total[fused] == math.inf:
+        for second in _STRATEGY_TIMING_ORDER:
+            if total[second] == math.inf:
                 continue
             try:
-                total[fused] += _tuning_bench(functools.partial(launch, fused))
-            except OutOfResources:  # no fused tile fits (float32 at head_dim 64 on the H100)
-                total[fused] = math.inf
-        faster = _fused_backward_faster[key] = total[True] < total[False]
+                total[second] += _tuning_bench(functools.partial(launch, second))
+            except OutOfResources:  # e.g. no fused tile fits (float32 at head_dim 64, H100)
+                total[second] = math.inf
+        faster = memo[key] = total[True] < total[False]
     return faster
+
+
+def _faster_backward(key: tuple, launch: Callable[[bool], None]) -> bool:
+    """Whether the fused-dQ backward beats the two-kernel one for this key (~1.5 s, once)."""
+    return _second_is_faster(_fused_backward_faster, key, launch)
 
 
 def _launch_tuned(tuner, grid, args, constants: dict, key: tuple) -> None:
@@ -1062,7 +1069,12 @@ GLUON_FWD_TILE = (64, 128, 4, 2)
 # On the H100 (twelfth session, probe 3, same process) at B4 H16 T4K D128 bf16: causal
 # 0.587 ms (469 TFLOP/s) against the Triton forward's 0.608 (452) and cuDNN's 0.538 (511);
 # non-causal 0.992 (554) against 1.034 (532) and 0.934 (589). Slower than GLUON_FWD_TILE at D64
-# (1.33 vs 1.26 ms at B1 H16 T16K), where the one-warpgroup programs already overlap.
+# (1.33 vs 1.26 ms at B1 H16 T16K), where the one-warpgroup programs already overlap. At other
+# D128 shapes (probe 4, TFLOP/s, ping-pong / Triton / cuDNN): B1 H16 T16K 600 / 545 / 559,
+# B2 H16 T8K 545 / 504 / 543, B1 H1 T32K 636 / 587 / 461, B8 H16 T2K 388 / 387 / 478, but
+# B16 H16 T1K 269 / 315 / 420 (short programs: its fixed cost per program is higher) and
+# B1 H1 T16K 347 / 402 / 338 (one wave: the longest program sets the time). So the autotuned
+# path times it against the tuned Triton forward once per autotuning key and keeps the faster.
 GLUON_PINGPONG = True
 GLUON_PINGPONG_HEAD_DIMS = (128,)
 GLUON_PINGPONG_TILE = (128, 128, 8, 3)
@@ -1314,26 +1326,34 @@ def flash_attention_triton_forward(
     if config is not None:
         config.check()
     gluon = _gluon_forward_tile(config, q4, k4, v4, out)
-    if gluon is not None:
-        launcher, tile = gluon
-        launcher(q4, k4, v4, out, lse, is_causal, sm_scale * LOG2E, *tile)
-        return out_buffer, lse_buffer
-    use_tma = _resolve_tma(config, k4, v4)
     constants = dict(
         HEAD_DIM=head_dim,
         CAUSAL=is_causal,
         DOT_PRECISION=_dot_precision(q.dtype),
-        USE_TMA=use_tma,
+        USE_TMA=_resolve_tma(config, k4, v4),
     )
-    if config is None:
+    key = _tune_key(q, bucket, constants)
 
-        def grid(meta):
-            return (triton.cdiv(n_queries, meta["BLOCK_M"]), batch * n_heads)
+    def launch(on_gluon: bool) -> None:
+        if on_gluon:
+            launcher, tile = gluon
+            launcher(q4, k4, v4, out, lse, is_causal, sm_scale * LOG2E, *tile)
+        elif config is None:
 
-        _launch_tuned(_fwd_tuned, grid, args, constants, _tune_key(q, bucket, constants))
-    else:
-        grid = (triton.cdiv(n_queries, config.fwd.block_m), batch * n_heads)
-        _attn_fwd_kernel[grid](*args, **constants, **config.fwd.kwargs())
+            def grid(meta):
+                return (triton.cdiv(n_queries, meta["BLOCK_M"]), batch * n_heads)
+
+            _launch_tuned(_fwd_tuned, grid, args, constants, key)
+        else:
+            grid = (triton.cdiv(n_queries, config.fwd.block_m), batch * n_heads)
+            _attn_fwd_kernel[grid](*args, **constants, **config.fwd.kwargs())
+
+    on_gluon = gluon is not None
+    if on_gluon and config is None and gluon[0] is attn_fwd_gluon_pingpong:
+        # The ping-pong wins on long sequences and loses on short ones and on a single wave
+        # of programs (see GLUON_PINGPONG): timed against the tuned Triton forward, once per key.
+        on_gluon = _second_is_faster(_pingpong_forward_faster, key, launch)
+    launch(on_gluon)
     return out_buffer, lse_buffer
 
 
