@@ -117,10 +117,11 @@ def _compile_for_sm90(source_class, kernel, head_dim: int, tile, **constants):
 def compile_gluon_sass(
     which: str, head_dim: int, tile: tuple[int, int, int, int], query_tiles: int = 1
 ):
-    """SASS of a Gluon kernel (flash_attention_gluon.py; `which` is "fwd_gluon", "dq_gluon",
-    "dkdv_gluon" or "dkdv_fused_gluon" / "dkdv_fused_gluon_wide" (dQ added in by the copy
-    engine; the wide one is the tile the fused strategy takes on long sequences), the last three
-    with `query_tiles` query tiles per copy) for sm_90, bf16, causal."""
+    """SASS of a Gluon kernel (flash_attention_gluon.py; `which` is "fwd_gluon", "fwd_pingpong"
+    (FlashAttention-3's ping-pong, warp-specialised), "dq_gluon", "dkdv_gluon" or
+    "dkdv_fused_gluon" / "dkdv_fused_gluon_wide" (dQ added in by the copy engine; the wide one is
+    the tile the fused strategy takes on long sequences), the last three with `query_tiles` query
+    tiles per copy) for sm_90, bf16, causal."""
     import torch
     from triton.experimental.gluon._runtime import GluonASTSource
 
@@ -132,6 +133,15 @@ def compile_gluon_sass(
         constants = gluon_module.gluon_forward_layouts(
             head_dim, torch.bfloat16, block_m, block_n, num_warps
         )
+    elif which == "fwd_pingpong":
+        kernel = gluon_module._attn_fwd_pingpong_kernel
+        constants = dict(
+            CONSUMER_REGISTERS=gluon_module.PINGPONG_CONSUMER_REGISTERS,
+            PRODUCER_REGISTERS=gluon_module.PINGPONG_PRODUCER_REGISTERS,
+            **gluon_module.gluon_pingpong_layouts(head_dim, torch.bfloat16, block_m, block_n),
+        )
+        # The tile counts both consumer warpgroups; the launch names the first one's 4 warps.
+        num_warps, tile = 4, (block_m, block_n, 4, num_stages)
     elif which == "dq_gluon":
         kernel = gluon_module._attn_bwd_dq_gluon_kernel
         constants = gluon_module.gluon_dq_layouts(
@@ -250,6 +260,10 @@ def main() -> None:
     parser.add_argument("--dkdv-tile", type=parse_tile, default=(64, 64, 4, 3))
     parser.add_argument("--dq-tile", type=parse_tile, default=(128, 64, 8, 3))
     parser.add_argument("--gluon-fwd-tile", type=parse_tile, default=(64, 128, 4, 2))
+    parser.add_argument("--pingpong-tile", type=parse_tile, default=(128, 128, 8, 3))
+    parser.add_argument(
+        "--pingpong-head-dim", type=int, default=128, help="the ping-pong forward's head_dim"
+    )
     parser.add_argument("--gluon-dq-tile", type=parse_tile, default=(64, 128, 4, 3))
     parser.add_argument("--gluon-dkdv-tile", type=parse_tile, default=(64, 64, 4, 2))
     parser.add_argument("--gluon-dkdv-query-tiles", type=int, default=2)
@@ -262,6 +276,7 @@ def main() -> None:
         "dkdv": args.dkdv_tile,
         "dq": args.dq_tile,
         "fwd_gluon": args.gluon_fwd_tile,
+        "fwd_pingpong": args.pingpong_tile,
         "dq_gluon": args.gluon_dq_tile,
         "dkdv_gluon": args.gluon_dkdv_tile,
         "dkdv_fused_gluon": args.gluon_dkdv_tile,
@@ -272,16 +287,15 @@ def main() -> None:
         args.gluon_dkdv_query_tiles for which in tiles
     }  # fmt: skip
     for which in tiles:
-        if "_gluon" in which:
-            sass, registers = compile_gluon_sass(
-                which, args.head_dim, tiles[which], query_tiles[which]
-            )
+        head_dim = args.pingpong_head_dim if which == "fwd_pingpong" else args.head_dim
+        if "_gluon" in which or which == "fwd_pingpong":
+            sass, registers = compile_gluon_sass(which, head_dim, tiles[which], query_tiles[which])
         else:
             sass, registers = compile_sass(
                 getattr(module, KERNELS[which]), args.head_dim, tiles[which]
             )
         for number, mix in enumerate(loop_mixes(sass)):
-            row = {"kernel": which, "head_dim": args.head_dim, "tile": list(tiles[which])}
+            row = {"kernel": which, "head_dim": head_dim, "tile": list(tiles[which])}
             if which.startswith("dkdv_"):
                 row["query_tiles"] = query_tiles[which]
             row.update(registers=registers, loop=number, **mix)

@@ -42,8 +42,8 @@ def test_dkdv_loops_stream_row_statistics_without_per_element_copies(loops):
         assert "LDGSTS" not in loop["mix"], loop
         assert loop["mix"]["MUFU.EX2"] == 32  # one exp2 per score: 64 x 64 over 128 threads
     assert dkdv[1]["instructions"] < 400, dkdv[1]
-    kernels = {"fwd", "dkdv", "dq", "fwd_gluon", "dq_gluon", "dkdv_gluon", "dkdv_fused_gluon",
-               "dkdv_fused_gluon_wide"}  # fmt: skip
+    kernels = {"fwd", "dkdv", "dq", "fwd_gluon", "fwd_pingpong", "dq_gluon", "dkdv_gluon",
+               "dkdv_fused_gluon", "dkdv_fused_gluon_wide"}  # fmt: skip
     assert {loop["kernel"] for loop in loops} == kernels
     # Triton waits for each product it issues before the next step (every wait leaves none
     # running), which is what the Gluon kernels exist to avoid.
@@ -161,3 +161,21 @@ def test_keys_leave_shared_memory_only_where_ptxas_keeps_their_registers():
     dkdv = [json.loads(line) for line in run.stdout.splitlines() if "dkdv_gluon" in line]
     assert len(dkdv) == 1 and dkdv[0]["query_tiles"] == 1, dkdv
     assert dkdv[0]["hgmma_a_in_registers"] == 8, dkdv
+
+
+def test_pingpong_forward_overlaps_softmax_with_its_own_product(loops):
+    """The ping-pong forward at head_dim 128 (128 x 128 tiles): each consumer warpgroup (two, each
+    with an unmasked loop and a diagonal-band loop) issues S_j and the previous tile's P~V per
+    turn (8 + 8 HGMMA of 64 x 128 x 16), waits for S_j alone so that its softmax (one exp2 per
+    score, 64 x 128 over 128 threads, plus the rescale factors) runs while P~V does, then for
+    P~V; nothing spills to local memory after the register split."""
+    pingpong = [loop for loop in loops if loop["kernel"] == "fwd_pingpong"]
+    assert len(pingpong) == 4, pingpong
+    for loop in pingpong:
+        assert loop["head_dim"] == 128, loop
+        assert loop["waits_leave_running"] == [1, 0], loop
+        assert loop["mix"]["HGMMA.64"] == 16, loop
+        assert loop["mix"]["MUFU.EX2"] == 64 + 2, loop
+        assert not {"LDL", "STL"} & set(loop["mix"]), loop
+    # the unmasked loops pay no per-element mask
+    assert sum("FSEL" not in loop["mix"] for loop in pingpong) == 2, pingpong

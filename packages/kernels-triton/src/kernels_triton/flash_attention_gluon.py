@@ -51,6 +51,31 @@ while another's products do. At 16K D64 causal it took 1.21-1.27 ms against the 
 forward's 1.29-1.30 and cuDNN's 1.24-1.28 (two runs). Written with FlashAttention-3's order
 inside one warpgroup (issue S_j, then tile j - 1's P~V product, and run tile j's softmax beside
 it) it was slower, 1.31-1.34 ms, at as many programs per SM (168 registers); why is not known.
+
+PINGPONG: at head_dim 128 a program's tiles fill the SM alone (224 KiB of shared memory), so
+no second program can fill its softmax gaps. The ping-pong forward (FlashAttention-3's) finds
+the overlap inside the program. gl.warp_specialize splits it into three partitions:
+
+    producer warp:         Q's two 64-row halves once, then K_j, V_j into a ring of 3 buffers
+    consumer warpgroup 0:  rows [0, 64) of the 128-query tile
+    consumer warpgroup 1:  rows [64, 128)
+
+and each consumer, per key tile j:
+
+    wait for K_j, V_j, and for its turn (mbarrier turn[w])
+    issue S_j = Q K_j^T, then O += P~_{j-1} V_{j-1}     (one burst on the tensor cores)
+    hand the turn to the other warpgroup                (its burst queues behind this one)
+    wait for S_j only -> softmax of S_j, P~_j          (while P~V and the other's burst run)
+    wait for P~V -> release buffer j - 1, rescale O
+
+The turns alternate strictly, so one warpgroup's softmax always has the other's products
+beside it. Each partition synchronises only through mbarriers: the CTA-wide barriers Triton's
+membar pass would insert become per-partition named barriers inside warp_specialize, which is
+what makes warpgroup-divergent hand-offs safe here. The producer drops to 24 registers
+(setmaxnreg), the consumers rise to 240. On the H100 at B4 H16 T4K D128 causal it took 0.578-0.589
+ms (466-476 TFLOP/s) against the Triton forward's 0.60-0.61 and cuDNN's 0.51-0.54 (twelfth
+session); it loses on short sequences and single waves of programs, so flash_attention_triton.py
+times it against the Triton forward once per autotuning key.
 """
 
 from __future__ import annotations
