@@ -1080,11 +1080,12 @@ GLUON_PINGPONG_HEAD_DIMS = (128,)
 GLUON_PINGPONG_TILE = (128, 128, 8, 3)
 
 
-def _gluon_applies(*tensors: torch.Tensor, head_dims: tuple[int, ...] = GLUON_HEAD_DIMS) -> bool:
+def _gluon_applies(*tensors: torch.Tensor, head_dims: tuple[int, ...] | None = None) -> bool:
     """Whether the autotuned path takes the Gluon kernels for these (B, H, T, D) tensors (the
-    first two q and k): head_dim, call size and the kernels' input needs."""
+    first two q and k): head_dim (in `head_dims`, by default GLUON_HEAD_DIMS as it is at the
+    call), call size and the kernels' input needs."""
     return (
-        tensors[0].shape[-1] in head_dims
+        tensors[0].shape[-1] in (GLUON_HEAD_DIMS if head_dims is None else head_dims)
         and math.prod(tensors[0].shape[:3]) * tensors[1].shape[2] >= GLUON_MIN_SCORES
         and gluon_supported(*tensors)
     )
