@@ -490,15 +490,9 @@ def test_autotuned_backward_picks_gluon_where_it_applies(monkeypatch):
         fat.flash_attention_triton_backward(q, k, v, out, lse, grad_out, True, config)
 
 
-@pytest.mark.skipif(not _hopper(), reason="needs sm_90")
-@pytest.mark.parametrize("tile", [(64, 128, 4, 2), (64, 64, 4, 3), (128, 64, 8, 3)])
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("shape, is_causal", GLUON_CASES)
-def test_gluon_forward_against_float64(shape, is_causal, dtype, tile, attention_ref, rel_err):
-    """O and L from the Gluon forward (forced by config.gluon_forward) against float64, every
-    element written (NaN poison first), and as close as the Triton forward's. Tiles: the
-    autotuned path's (128 keys for 64 queries: the diagonal band is half a key tile), 64 x 64
-    and two warpgroups of 64 queries."""
+def _check_gluon_forward(shape, is_causal, dtype, tile, seed_salt, attention_ref, rel_err, **flags):
+    """O and L from a Gluon forward forced by config `flags` at fwd tile `tile` against float64,
+    every element written (NaN poison first), and as close as the Triton forward's."""
     from dataclasses import replace
 
     from kernels_triton.flash_attention_triton import (
@@ -507,12 +501,10 @@ def test_gluon_forward_against_float64(shape, is_causal, dtype, tile, attention_
         flash_attention_triton_forward,
     )
 
-    if shape[-1] == 128 and tile[1] == 128:
-        pytest.skip("a 128 x 128 key tile pair does not fit beside the others at head_dim 128")
-    q, k, v, grad_out = _inputs(shape, dtype, seed=hash((shape, is_causal, 11)) % 2**31)
+    q, k, v, grad_out = _inputs(shape, dtype, seed=hash((shape, is_causal, seed_salt)) % 2**31)
     ref_out, ref_lse, *_ = attention_ref(q, k, v, grad_out, is_causal)
     triton_config = default_config(shape[-1], dtype)
-    gluon_config = replace(triton_config, fwd=TileConfig(*tile), gluon_forward=True)
+    gluon_config = replace(triton_config, fwd=TileConfig(*tile), **flags)
     out, lse = flash_attention_triton_forward(
         q, k, v, is_causal, gluon_config,
         out=torch.full_like(q, float("nan")),
@@ -531,44 +523,34 @@ def test_gluon_forward_against_float64(shape, is_causal, dtype, tile, attention_
 
 
 @pytest.mark.skipif(not _hopper(), reason="needs sm_90")
+@pytest.mark.parametrize("tile", [(64, 128, 4, 2), (64, 64, 4, 3), (128, 64, 8, 3)])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("shape, is_causal", GLUON_CASES)
+def test_gluon_forward_against_float64(shape, is_causal, dtype, tile, attention_ref, rel_err):
+    """The Gluon forward (config.gluon_forward) against float64 and beside the Triton forward
+    (_check_gluon_forward). Tiles: the autotuned path's (128 keys for 64 queries: the diagonal
+    band is half a key tile), 64 x 64 and two warpgroups of 64 queries."""
+    if shape[-1] == 128 and tile[1] == 128:
+        pytest.skip("a 128 x 128 key tile pair does not fit beside the others at head_dim 128")
+    _check_gluon_forward(
+        shape, is_causal, dtype, tile, 11, attention_ref, rel_err, gluon_forward=True
+    )
+
+
+@pytest.mark.skipif(not _hopper(), reason="needs sm_90")
 @pytest.mark.parametrize("tile", [(128, 128, 8, 3), (128, 64, 8, 2)])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("shape, is_causal", GLUON_CASES)
 def test_gluon_pingpong_forward_against_float64(
     shape, is_causal, dtype, tile, attention_ref, rel_err
 ):
-    """O and L from the ping-pong forward (config.gluon_pingpong) against float64, every element
-    written (NaN poison first), and as close as the Triton forward's. Tiles: the autotuned
-    path's, and 64-key tiles, whose causal diagonal band is two masked key tiles per program."""
-    from dataclasses import replace
-
-    from kernels_triton.flash_attention_triton import (
-        TileConfig,
-        default_config,
-        flash_attention_triton_forward,
-    )
-
-    q, k, v, grad_out = _inputs(shape, dtype, seed=hash((shape, is_causal, 12)) % 2**31)
-    ref_out, ref_lse, *_ = attention_ref(q, k, v, grad_out, is_causal)
-    triton_config = default_config(shape[-1], dtype)
-    pingpong_config = replace(
-        triton_config, fwd=TileConfig(*tile), gluon_forward=True, gluon_pingpong=True
-    )
-    out, lse = flash_attention_triton_forward(
-        q, k, v, is_causal, pingpong_config,
-        out=torch.full_like(q, float("nan")),
-        lse=torch.full_like(q[..., 0], float("nan"), dtype=torch.float32),
+    """The ping-pong forward (config.gluon_pingpong) against float64 and beside the Triton
+    forward (_check_gluon_forward). Tiles: the autotuned path's, and 64-key tiles, whose causal
+    diagonal band is two masked key tiles per program."""
+    _check_gluon_forward(
+        shape, is_causal, dtype, tile, 12, attention_ref, rel_err,
+        gluon_forward=True, gluon_pingpong=True,
     )  # fmt: skip
-    triton_out, triton_lse = flash_attention_triton_forward(q, k, v, is_causal, triton_config)
-    for name, got, want, triton_got in (
-        ("O", out, ref_out, triton_out),
-        ("L", lse, ref_lse, triton_lse),
-    ):
-        assert torch.isfinite(got).all(), f"{name}: unwritten (NaN poison) or non-finite elements"
-        err, triton_err = rel_err(got, want), rel_err(triton_got, want)
-        print(f"{name} {dtype} {shape} {tile} causal={is_causal}: {err:.2e} vs {triton_err:.2e}")
-        assert err < TOLERANCE[dtype], (name, err)
-        assert err < 1.1 * triton_err + 1e-6, (name, err, triton_err)
 
 
 @pytest.mark.skipif(not _hopper(), reason="needs sm_90")

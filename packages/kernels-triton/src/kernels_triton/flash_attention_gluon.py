@@ -838,6 +838,28 @@ def _fwd_key_loop(
 
 
 @gluon.jit
+def _forward_program(n_heads, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr):
+    """This forward program's (batch*head index, batch, head, first query row). Causal: the
+    last query tiles see the most keys, so they start first, which shortens the tail."""
+    tile_m = gl.program_id(0)
+    if CAUSAL:
+        tile_m = gl.num_programs(0) - 1 - tile_m
+    bh = gl.program_id(1)
+    return bh, bh.to(gl.int64) // n_heads, bh.to(gl.int64) % n_heads, tile_m * BLOCK_M
+
+
+@gluon.jit
+def _forward_key_tiles(
+    start_m, n_keys, CAUSAL: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr
+):
+    """(key tiles the forward program visits, how many of the first ones need no mask). Causal:
+    key tiles right of the query tile are never loaded; those reaching past its first row (the
+    diagonal band) or past the last key are masked, in a loop of their own."""
+    key_hi = gl.minimum(start_m + BLOCK_M, n_keys) if CAUSAL else n_keys
+    return gl.cdiv(key_hi, BLOCK_N), (start_m if CAUSAL else n_keys) // BLOCK_N
+
+
+@gluon.jit
 def _store_out_rows(
     O, LSE, acc, row_max, row_sum, batch, head, bh, stride_ob, stride_oh, stride_ot, start_m,
     n_queries, ROWS: gl.constexpr, HEAD_DIM: gl.constexpr, OUT_LAYOUT: gl.constexpr,
@@ -893,13 +915,7 @@ def _attn_fwd_gluon_kernel(
     """O and L of one query tile: online softmax over the key tiles, K and V through a ring of
     NUM_STAGES shared buffers filled by the copy engine."""
     dtype: gl.constexpr = Q.dtype.element_ty
-    tile_m = gl.program_id(0)
-    if CAUSAL:  # the last query tiles see the most keys: start them first to shorten the tail
-        tile_m = gl.num_programs(0) - 1 - tile_m
-    bh = gl.program_id(1)
-    batch = bh.to(gl.int64) // n_heads
-    head = bh.to(gl.int64) % n_heads
-    start_m = tile_m * BLOCK_M
+    bh, batch, head, start_m = _forward_program(n_heads, CAUSAL, BLOCK_M)
 
     q_desc = _head_tiles(
         Q, batch, head, stride_qb, stride_qh, stride_qt, n_queries, BLOCK_M, HEAD_DIM,
@@ -914,11 +930,7 @@ def _attn_fwd_gluon_kernel(
     queries_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     mbarrier.init(queries_ready, count=1)
 
-    # Causal: key tiles right of this query tile are never loaded; those reaching past its
-    # first row (the diagonal band) or past the last key are masked, in a loop of their own.
-    key_hi = gl.minimum(start_m + BLOCK_M, n_keys) if CAUSAL else n_keys
-    n_iters = gl.cdiv(key_hi, BLOCK_N)
-    n_unmasked = (start_m if CAUSAL else n_keys) // BLOCK_N  # key tiles [0, n_unmasked)
+    n_iters, n_unmasked = _forward_key_tiles(start_m, n_keys, CAUSAL, BLOCK_M, BLOCK_N)
 
     mbarrier.expect(queries_ready, q_desc.block_type.nbytes)
     tma.async_copy_global_to_shared(q_desc, [start_m, 0], queries_ready, q_smem)
@@ -1150,13 +1162,7 @@ def _attn_fwd_pingpong_kernel(
     tensor cores."""
     HALF_M: gl.constexpr = BLOCK_M // 2
     dtype: gl.constexpr = Q.dtype.element_ty
-    tile_m = gl.program_id(0)
-    if CAUSAL:  # the last query tiles see the most keys: start them first to shorten the tail
-        tile_m = gl.num_programs(0) - 1 - tile_m
-    bh = gl.program_id(1)
-    batch = bh.to(gl.int64) // n_heads
-    head = bh.to(gl.int64) % n_heads
-    start_m = tile_m * BLOCK_M
+    bh, batch, head, start_m = _forward_program(n_heads, CAUSAL, BLOCK_M)
 
     q_desc = _head_tiles(
         Q, batch, head, stride_qb, stride_qh, stride_qt, n_queries, HALF_M, HEAD_DIM,
@@ -1180,11 +1186,7 @@ def _attn_fwd_pingpong_kernel(
     queries_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     mbarrier.init(queries_ready, count=1)
 
-    # As in the one-warpgroup forward: key tiles right of the query tile are never loaded; the
-    # ones from the diagonal band (or a last, partial tile) on are masked.
-    key_hi = gl.minimum(start_m + BLOCK_M, n_keys) if CAUSAL else n_keys
-    n_iters = gl.cdiv(key_hi, BLOCK_N)
-    n_unmasked = (start_m if CAUSAL else n_keys) // BLOCK_N
+    n_iters, n_unmasked = _forward_key_tiles(start_m, n_keys, CAUSAL, BLOCK_M, BLOCK_N)
 
     # Gluon passes each partition its arguments as one flat tuple (no * unpacking in kernels).
     gl.warp_specialize(
