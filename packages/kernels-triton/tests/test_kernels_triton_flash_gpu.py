@@ -125,17 +125,12 @@ def test_fused_dq_backward(is_causal, attention_ref, rel_err):
         assert rel_err(got, want) < TOLERANCE[torch.bfloat16]
 
 
-def test_backward_strategy_is_timed_once_per_key(monkeypatch, attention_ref, rel_err):
-    """With no config, the first backward per autotuning key times the two-kernel and the
-    fused-dQ strategies (four do_bench calls, in the order A B B A), keeps the faster, and later
-    calls reuse it."""
+def _count_strategy_timings(monkeypatch) -> list:
+    """A list that collects the arguments of every strategy timing (do_bench of a
+    functools.partial of a launcher; the autotuner's own timings are not partials)."""
     import triton
 
-    import kernels_triton.flash_attention_triton as fa
-
-    monkeypatch.setattr(fa, "FUSED_DQ", None)
-    monkeypatch.setattr(fa, "_fused_backward_faster", {})
-    timed = []  # the strategy timings (partials of the launcher), not the autotuner's
+    timed = []
     real_do_bench = triton.testing.do_bench
 
     def counting_do_bench(fn, **kwargs):
@@ -144,6 +139,18 @@ def test_backward_strategy_is_timed_once_per_key(monkeypatch, attention_ref, rel
         return real_do_bench(fn, **kwargs)
 
     monkeypatch.setattr(triton.testing, "do_bench", counting_do_bench)
+    return timed
+
+
+def test_backward_strategy_is_timed_once_per_key(monkeypatch, attention_ref, rel_err):
+    """With no config, the first backward per autotuning key times the two-kernel and the
+    fused-dQ strategies (four do_bench calls, in the order A B B A), keeps the faster, and later
+    calls reuse it."""
+    import kernels_triton.flash_attention_triton as fa
+
+    monkeypatch.setattr(fa, "FUSED_DQ", None)
+    monkeypatch.setattr(fa, "_fused_backward_faster", {})
+    timed = _count_strategy_timings(monkeypatch)
     q, k, v, grad_out = _inputs((1, 2, 4097, 4097, 32), torch.bfloat16, seed=11)
     out, lse = fa.flash_attention_triton_forward(q, k, v, True)
     _, _, *ref_grads = attention_ref(q, k, v, grad_out, True)
@@ -165,21 +172,11 @@ def test_pingpong_forward_is_timed_once_per_key(monkeypatch, attention_ref, rel_
     """With no config at head_dim 128 (16-bit, from GLUON_MIN_SCORES scores), the first forward
     per autotuning key times the tuned Triton forward against the ping-pong (A B B A), keeps the
     faster, and later calls reuse it; either way O and L are right."""
-    import triton
-
     import kernels_triton.flash_attention_triton as fa
 
     monkeypatch.setattr(fa, "GLUON_MIN_SCORES", 2 * 2048 * 2048)  # a test-sized threshold
     monkeypatch.setattr(fa, "_pingpong_forward_faster", {})
-    timed = []
-    real_do_bench = triton.testing.do_bench
-
-    def counting_do_bench(fn, **kwargs):
-        if isinstance(fn, functools.partial):
-            timed.append(fn.args)
-        return real_do_bench(fn, **kwargs)
-
-    monkeypatch.setattr(triton.testing, "do_bench", counting_do_bench)
+    timed = _count_strategy_timings(monkeypatch)
     q, k, v, grad_out = _inputs((1, 2, 2049, 2049, 128), torch.bfloat16, seed=14)
     ref_out, ref_lse, *_ = attention_ref(q, k, v, grad_out, True)
     for call in range(2):
